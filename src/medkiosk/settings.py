@@ -1,0 +1,125 @@
+"""Typed settings from the environment (prefix ``MEDKIOSK_``), failing fast on unsafe production values.
+
+Every secret may also come from a file: ``MEDKIOSK_SECRET_KEY_FILE=/run/secrets/key`` reads the
+key from that file (the usual way with systemd credentials or container secrets).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medkiosk.simulators.personas import HOSPITAL_ADMDVS, HOSPITAL_CODE, HOSPITAL_NAME
+
+# Published in the docs so nobody mistakes them for real secrets; production refuses them.
+DEFAULT_SECRET_KEY = "medkiosk-demo-secret-key-change-me"
+DEFAULT_DATA_KEY = base64.b64encode(b"medkiosk-demo-data-key-change-me").decode()  # 32 bytes
+
+
+class Environment(StrEnum):
+    DEMO = "demo"
+    """One machine, simulators, the demo device panel visible."""
+    DEVELOPMENT = "development"
+    """A developer's machine: like demo, without the panel unless asked for."""
+    PRODUCTION = "production"
+    """A hospital: real upstreams, no demo panel, no default secrets."""
+
+
+class TerminalType(StrEnum):
+    OUTPATIENT = "outpatient"
+    """门诊自助机: refuses patients who are currently admitted."""
+    WARD = "ward"
+    """住院病区终端: serves admitted patients."""
+
+
+def _read_secret_files(values: dict) -> dict:
+    """Fill ``name`` from ``MEDKIOSK_<NAME>_FILE`` when that variable points at a file."""
+    for name in ("secret_key", "data_key", "database_url"):
+        path = os.environ.get(f"MEDKIOSK_{name.upper()}_FILE")
+        if path and name not in values:
+            values[name] = Path(path).read_text(encoding="utf-8").strip()
+    return values
+
+
+class Settings(BaseSettings):
+    """The kiosk service's settings. See docs/configuration.md for each one."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDKIOSK_", env_file=None, extra="ignore")
+
+    environment: Environment = Environment.DEMO
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    data_key: SecretStr = Field(default=SecretStr(DEFAULT_DATA_KEY),
+                                description="base64 of 32 bytes: AES-256-GCM key for patient data at rest")
+    database_url: str = "sqlite:///./var/medkiosk.db"
+    var_dir: Path = Path("./var")
+
+    # Where the service listens.
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Upstreams (the demo points them at the simulators).
+    his_url: str = "http://127.0.0.1:8201"
+    insurance_url: str = "http://127.0.0.1:8202"
+    upstream_timeout_seconds: float = 10.0
+
+    # The hospital as the insurance platform knows it.
+    hospital_code: str = HOSPITAL_CODE
+    hospital_name: str = HOSPITAL_NAME
+    hospital_admdvs: str = HOSPITAL_ADMDVS
+
+    # The kiosk session.
+    session_idle_seconds: int = Field(default=120, ge=30, le=1800)
+    session_warn_seconds: int = Field(default=30, ge=20)
+    session_max_seconds: int = Field(default=1800, ge=60, description="hard limit however active")
+
+    # Device request signatures.
+    signature_max_skew_seconds: int = Field(default=60, ge=5, le=600)
+
+    # Staff sessions.
+    staff_session_hours: int = Field(default=8, ge=1, le=24)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: dict) -> dict:
+        return _read_secret_files(dict(values))
+
+    @field_validator("data_key")
+    @classmethod
+    def _data_key_is_32_bytes(cls, value: SecretStr) -> SecretStr:
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except ValueError as exc:
+            raise ValueError("MEDKIOSK_DATA_KEY must be base64") from exc
+        if len(raw) != 32:
+            raise ValueError("MEDKIOSK_DATA_KEY must decode to 32 bytes (AES-256)")
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> "Settings":
+        if self.session_warn_seconds >= self.session_idle_seconds:
+            raise ValueError("MEDKIOSK_SESSION_WARN_SECONDS must be shorter than MEDKIOSK_SESSION_IDLE_SECONDS")
+        if self.environment is Environment.PRODUCTION:
+            if self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY or len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("production refuses the default or a short MEDKIOSK_SECRET_KEY (≥ 32 characters)")
+            if self.data_key.get_secret_value() == DEFAULT_DATA_KEY:
+                raise ValueError("production refuses the default MEDKIOSK_DATA_KEY")
+        return self
+
+    @property
+    def demo(self) -> bool:
+        return self.environment is Environment.DEMO
+
+    @property
+    def data_key_bytes(self) -> bytes:
+        return base64.b64decode(self.data_key.get_secret_value())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
