@@ -1,0 +1,66 @@
+"""The kiosk service's FastAPI application."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from medkiosk import __version__
+from medkiosk.api import device, kiosk
+from medkiosk.bootstrap import Container, build_container
+from medkiosk.logging import get_logger
+from medkiosk.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
+    settings = settings or (container.settings if container else get_settings())
+    owns_container = container is None
+    container = container or build_container(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if owns_container:
+            container.close()
+
+    app = FastAPI(title="medkiosk kiosk service", version=__version__, lifespan=lifespan)
+    app.state.container = container
+    app.include_router(device.router)
+    app.include_router(kiosk.router)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+        return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [".".join(str(p) for p in e["loc"][1:]) for e in exc.errors()]
+        return JSONResponse({"message": "请求内容不正确", "next_step": "请重试，或到人工窗口办理", "fields": fields},
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return JSONResponse({"message": "系统繁忙，请稍后再试", "next_step": "请到人工窗口办理"}, status_code=500)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        try:
+            with container.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # the point is to report any failure
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return app

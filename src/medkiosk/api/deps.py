@@ -1,0 +1,31 @@
+"""Request dependencies: the container, and the device behind a signed request."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from medkiosk.bootstrap import Container
+from medkiosk.services.devices import AuthenticatedDevice, DeviceAuthError
+
+
+def container(request: Request) -> Container:
+    return request.app.state.container
+
+
+def signed_path(request: Request) -> str:
+    """The path the agent signed: path plus query string, as it appears on the wire."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+async def authenticated_device(request: Request) -> AuthenticatedDevice:
+    """Refuse unsigned, unknown, disabled, expired, tampered and replayed requests with 401."""
+    body = await request.body()
+    services = container(request)
+    client = request.client.host if request.client else ""
+    try:
+        return await run_in_threadpool(services.devices.authenticate, request.headers, request.method,
+                                       signed_path(request), body, client=client)
+    except DeviceAuthError as exc:
+        raise HTTPException(401, {"message": "设备认证失败", "reason": exc.reason}) from exc

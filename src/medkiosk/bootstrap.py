@@ -1,0 +1,75 @@
+"""Wiring: the one place that decides which adapters, store and clock the service runs with."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from medkiosk.adapters.his.http import HisHttpAdapter
+from medkiosk.adapters.his.port import HisPort
+from medkiosk.adapters.insurance.http import InsuranceHttpAdapter
+from medkiosk.adapters.insurance.port import InsurancePort
+from medkiosk.domain.session import SessionClock
+from medkiosk.security.crypto import FieldCipher
+from medkiosk.services.clock import Clock
+from medkiosk.services.devices import DeviceService
+from medkiosk.services.identify import IdentifyService
+from medkiosk.services.sessions import SessionService
+from medkiosk.settings import Settings
+from medkiosk.store.db import make_engine, make_session_factory
+from medkiosk.store.uow import UnitOfWork
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    clock: Clock
+    cipher: FieldCipher
+    his: HisPort
+    insurance: InsurancePort
+    executor: ThreadPoolExecutor
+    devices: DeviceService
+    sessions: SessionService
+    identify: IdentifyService
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for adapter in (self.his, self.insurance):
+            close = getattr(adapter, "close", None)
+            if close:
+                close()
+        self.engine.dispose()
+
+
+def build_container(settings: Settings, *, his: HisPort | None = None, insurance: InsurancePort | None = None,
+                    clock: Clock | None = None, engine: Engine | None = None) -> Container:
+    clock = clock or Clock()
+    engine = engine or make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+
+    def uow_factory() -> UnitOfWork:
+        return UnitOfWork(session_factory)
+
+    cipher = FieldCipher(settings.data_key_bytes)
+    his = his or HisHttpAdapter(settings.his_url, timeout=settings.upstream_timeout_seconds)
+    insurance = insurance or InsuranceHttpAdapter(
+        settings.insurance_url, hospital_code=settings.hospital_code, hospital_name=settings.hospital_name,
+        hospital_admdvs=settings.hospital_admdvs, device_no="medkiosk-service",
+        timeout=settings.upstream_timeout_seconds)
+    executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="upstream")
+    devices = DeviceService(uow_factory, clock, max_skew=settings.signature_max_skew_seconds)
+    sessions = SessionService(uow_factory, clock, cipher, SessionClock(
+        idle=timedelta(seconds=settings.session_idle_seconds), warn=timedelta(seconds=settings.session_warn_seconds),
+        max_age=timedelta(seconds=settings.session_max_seconds)))
+    identify = IdentifyService(uow_factory, clock, his, insurance, cipher, sessions,
+                               hospital_region=settings.hospital_admdvs, executor=executor)
+    return Container(settings, engine, session_factory, clock, cipher, his, insurance, executor, devices, sessions, identify)

@@ -1,0 +1,201 @@
+"""Kiosk sessions: server-side, bound to one device, ended by logout, idleness or the next patient."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from medkiosk.adapters.his.port import Admission, HisPatient
+from medkiosk.adapters.insurance.port import InsuredPerson, SpecialDisease
+from medkiosk.domain.masking import mask_id_number, mask_name, mask_phone
+from medkiosk.domain.regions import PatientCategory
+from medkiosk.domain.session import SessionClock, SessionEnd
+from medkiosk.logging import get_logger
+from medkiosk.security.crypto import FieldCipher
+from medkiosk.services.clock import Clock, as_utc
+from medkiosk.services.devices import AuthenticatedDevice
+from medkiosk.store.models import KioskSession, Patient
+
+log = get_logger(__name__)
+
+CATEGORY_LABELS = {
+    PatientCategory.LOCAL: "本地医保",
+    PatientCategory.SAME_PROVINCE: "省内异地医保",
+    PatientCategory.CROSS_PROVINCE: "跨省异地医保",
+    PatientCategory.SELF_PAY: "自费",
+}
+SCHEME_LABELS = {"310": "职工基本医疗保险", "390": "城乡居民基本医疗保险"}
+
+
+def insured_to_json(person: InsuredPerson) -> dict[str, Any]:
+    """An insured person as JSON (for the encrypted session record and pending first visits)."""
+    data = dataclasses.asdict(person)
+    data["balance"] = str(person.balance)
+    data["birth_date"] = person.birth_date.isoformat() if person.birth_date else None
+    data["special_diseases"] = [
+        {"code": d.code, "name": d.name, "begins_on": d.begins_on.isoformat() if d.begins_on else None,
+         "ends_on": d.ends_on.isoformat() if d.ends_on else None} for d in person.special_diseases]
+    return data
+
+
+def insured_from_json(data: dict[str, Any]) -> InsuredPerson:
+    diseases = tuple(SpecialDisease(d["code"], d["name"],
+                                    date.fromisoformat(d["begins_on"]) if d["begins_on"] else None,
+                                    date.fromisoformat(d["ends_on"]) if d["ends_on"] else None)
+                     for d in data.get("special_diseases", []))
+    return InsuredPerson(**{**data, "balance": Decimal(data["balance"]), "special_diseases": diseases,
+                            "birth_date": date.fromisoformat(data["birth_date"]) if data["birth_date"] else None})
+
+
+def _age(born: date | None, today: date) -> int | None:
+    if born is None:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+@dataclass
+class SessionView:
+    """What the kiosk page may see of a session: masked, nothing it could reuse as an identity."""
+
+    session_id: str
+    patient: dict[str, Any]
+    medium: str
+    medium_label: str
+    category: str
+    category_label: str
+    notices: list[str] = field(default_factory=list)
+    seconds_left: int = 0
+    idle_seconds: int = 0
+    warn_seconds: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id, "patient": self.patient, "medium": self.medium,
+            "medium_label": self.medium_label, "category": self.category, "category_label": self.category_label,
+            "notices": self.notices, "seconds_left": self.seconds_left, "idle_seconds": self.idle_seconds,
+            "warn_seconds": self.warn_seconds,
+        }
+
+
+class NoSession(Exception):
+    """The device has no live session (never had one, logged out, or expired)."""
+
+    def __init__(self, ended: SessionEnd | None = None) -> None:
+        super().__init__(ended.value if ended else "none")
+        self.ended = ended
+
+
+class SessionService:
+    def __init__(self, uow_factory, clock: Clock, cipher: FieldCipher, session_clock: SessionClock) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._cipher = cipher
+        self.session_clock = session_clock
+
+    # -- opening --------------------------------------------------------------------------------
+    def open(self, device: AuthenticatedDevice, *, patient: HisPatient, medium: str, medium_label: str,
+             category: PatientCategory, insured: InsuredPerson | None, notices: list[str],
+             admission: Admission | None) -> SessionView:
+        now = self._clock.now()
+        view_patient: dict[str, Any] = {
+            "masked_name": mask_name(patient.name),
+            "masked_id_number": mask_id_number(patient.id_number),
+            "masked_phone": mask_phone(patient.phone),
+            "gender": {"M": "男", "F": "女"}.get(patient.gender or "", ""),
+            "age": _age(patient.birth_date, now.date()),
+            "patient_no": patient.patient_id,
+        }
+        if insured is not None:
+            view_patient["insurance"] = {"scheme_label": SCHEME_LABELS.get(insured.scheme, insured.scheme),
+                                         "insured_region": insured.insured_region,
+                                         "balance": f"{insured.balance:.2f}"}
+        if admission is not None:
+            view_patient["admission"] = {"ward": admission.ward, "bed": admission.bed,
+                                         "department": admission.department}
+        with self._uow() as uow:
+            row = self._upsert_patient(uow, patient, now)
+            for old in uow.session.scalars(select(KioskSession).where(
+                    KioskSession.device_id == device.id, KioskSession.ended_at.is_(None))):
+                old.ended_at, old.end_reason = now, SessionEnd.REPLACED.value
+            insurance = None
+            if insured is not None:
+                insurance = self._cipher.encrypt("session.insurance", json.dumps(insured_to_json(insured)))
+            session = KioskSession(
+                id=str(uuid.uuid4()), device_id=device.id, patient_id=row.id, medium=medium,
+                category=category.value, insured_region=insured.insured_region if insured else "",
+                insurance_enc=insurance, started_at=now, last_activity_at=now,
+                view={"patient": view_patient, "medium": medium, "medium_label": medium_label,
+                      "category": category.value, "category_label": CATEGORY_LABELS[category], "notices": notices})
+            uow.session.add(session)
+            uow.commit()
+            return self._view(session, now)
+
+    # -- living ---------------------------------------------------------------------------------
+    def current(self, device: AuthenticatedDevice, *, touch: bool = False) -> SessionView:
+        """The device's live session (raising NoSession); an expired one is ended on the way."""
+        now = self._clock.now()
+        with self._uow() as uow:
+            row = self._open_row(uow, device.id)
+            if row is None:
+                raise NoSession()
+            ended = self.session_clock.ended_by(as_utc(row.started_at), as_utc(row.last_activity_at), now)
+            if ended is not None:
+                row.ended_at, row.end_reason = now, ended.value
+                uow.commit()
+                log.info("session.expired", device_id=device.id, session_id=row.id, reason=ended.value)
+                raise NoSession(ended)
+            if touch:
+                row.last_activity_at = now
+                uow.commit()
+            return self._view(row, now)
+
+    def touch(self, device: AuthenticatedDevice) -> SessionView:
+        """The patient did something (or asked for more time): restart the idle clock."""
+        return self.current(device, touch=True)
+
+    def end(self, device: AuthenticatedDevice, reason: SessionEnd = SessionEnd.LOGOUT) -> bool:
+        now = self._clock.now()
+        with self._uow() as uow:
+            row = self._open_row(uow, device.id)
+            if row is None:
+                return False
+            row.ended_at, row.end_reason = now, reason.value
+            uow.commit()
+            log.info("session.ended", device_id=device.id, session_id=row.id, reason=reason.value)
+            return True
+
+    @staticmethod
+    def _open_row(uow, device_id: str) -> KioskSession | None:
+        return uow.session.scalar(select(KioskSession).where(
+            KioskSession.device_id == device_id, KioskSession.ended_at.is_(None)
+        ).order_by(KioskSession.started_at.desc()).limit(1))
+
+    def _view(self, row: KioskSession, now) -> SessionView:
+        view = row.view
+        clock = self.session_clock
+        return SessionView(row.id, view["patient"], view["medium"], view["medium_label"], view["category"],
+                           view["category_label"], list(view["notices"]),
+                           clock.seconds_left(as_utc(row.started_at), as_utc(row.last_activity_at), now),
+                           int(clock.idle.total_seconds()), int(clock.warn.total_seconds()))
+
+    def _upsert_patient(self, uow, patient: HisPatient, now) -> Patient:
+        row = uow.session.scalar(select(Patient).where(Patient.his_patient_id == patient.patient_id))
+        if row is None:
+            row = Patient(his_patient_id=patient.patient_id, created_at=now)
+            uow.session.add(row)
+        row.name_enc = self._cipher.encrypt("patient.name", patient.name)
+        row.id_number_enc = self._cipher.encrypt("patient.id_number", patient.id_number)
+        row.id_number_hash = self._cipher.lookup_hash("id_number", patient.id_number) if patient.id_number else None
+        row.phone_enc = self._cipher.encrypt("patient.phone", patient.phone)
+        row.gender = patient.gender or ""
+        row.birth_date = patient.birth_date
+        row.updated_at = now
+        uow.session.flush()
+        return row
