@@ -102,3 +102,28 @@ def test_the_service_publishes_its_openapi_document(service):
     document = httpx.get(server.url + "/openapi.json").json()
     assert "/api/device/identify" in document["paths"]
     assert "/api/kiosk/session" in document["paths"]
+
+
+
+def test_nonces_are_forgotten_only_when_their_timestamps_alone_refuse_a_replay(database_url):
+    from medkiosk.services.clock import FrozenClock
+    from medkiosk.services.devices import DeviceAuthError, DeviceService
+
+    clock = FrozenClock()
+    container = build_container(Settings(database_url=database_url), clock=clock)
+    try:
+        devices = DeviceService(container.uow, clock, max_skew=60)
+        signer = signing.DeviceSigner("K001", signing.private_key_from_pem(
+            devices.enroll("K001", TerminalType.OUTPATIENT)))
+        body = json.dumps(HEARTBEAT).encode()
+        headers = signer.headers("POST", "/api/device/heartbeat", body, now=clock.now().timestamp())
+        devices.authenticate(headers, "POST", "/api/device/heartbeat", body)
+        clock.advance(seconds=90)
+        assert devices.purge_nonces() == 0  # still inside twice the skew
+        clock.advance(seconds=31)
+        assert devices.purge_nonces() == 1
+        with pytest.raises(DeviceAuthError) as refused:
+            devices.authenticate(headers, "POST", "/api/device/heartbeat", body)
+        assert refused.value.reason == "expired"
+    finally:
+        container.close()

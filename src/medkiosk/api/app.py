@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from medkiosk import __version__
 from medkiosk.api import device, kiosk
@@ -18,6 +20,19 @@ from medkiosk.settings import Settings, get_settings
 log = get_logger(__name__)
 
 
+HOUSEKEEPING_SECONDS = 60
+
+
+async def _housekeeping(container: Container) -> None:
+    """Forget device nonces whose timestamps alone now refuse a replay; never stops on an error."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        try:
+            await run_in_threadpool(container.devices.purge_nonces)
+        except Exception as exc:  # keep the loop alive; the next round retries
+            log.warning("housekeeping.failed", error=type(exc).__name__)
+
+
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
     settings = settings or (container.settings if container else get_settings())
     owns_container = container is None
@@ -25,9 +40,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        yield
-        if owns_container:
-            container.close()
+        housekeeping = asyncio.create_task(_housekeeping(container))
+        try:
+            yield
+        finally:
+            housekeeping.cancel()
+            if owns_container:
+                container.close()
 
     app = FastAPI(title="medkiosk kiosk service", version=__version__, lifespan=lifespan)
     app.state.container = container

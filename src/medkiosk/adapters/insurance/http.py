@@ -1,0 +1,334 @@
+"""The insurance adapter: the national platform's envelopes over HTTP, behind :class:`InsurancePort`.
+
+It signs in (9001) lazily and once, reuses the ``sign_no``, and signs in again and retries once
+when the platform says the sign-in is gone. Replies become readable models or one of the two error
+kinds of :mod:`medkiosk.adapters.errors`: ``infcode`` -1 is a refusal, anything that is not a
+reply (timeout, connection failure, HTTP error, unparsable body) is an unknown outcome. Nothing
+personal is logged: not the input, not the output, not ``err_msg`` (it may name the person).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from medkiosk.adapters.errors import UpstreamNotFound, UpstreamRefused, UpstreamUnknown
+from medkiosk.adapters.insurance import wire
+from medkiosk.adapters.insurance.port import (
+    Certificate,
+    ECertificate,
+    InsuredPerson,
+    SignIn,
+    SpecialDisease,
+)
+from medkiosk.adapters.insurance.transport import PlainJsonTransport, WireTransport
+from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "insurance"
+SIGN_IN = "9001"
+PERSON_INFO = "1101"
+SPECIAL_DISEASES = "5301"
+EC_QUERY = "ec.query"
+
+# What a platform says when the sign_no is unknown or stale; then we sign in again once.
+_SIGN_IN_GONE = ("未签到", "签到已失效", "签到失效", "签到信息不存在")
+_NOT_FOUND = ("未查询到", "无参保信息", "查无此人")
+_INSURED = "1"  # psn_insu_stas: currently insured (正常参保)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class InsuranceHttpAdapter:
+    """:class:`~medkiosk.adapters.insurance.port.InsurancePort` over HTTP.
+
+    ``transport`` is an httpx transport (``httpx.MockTransport`` in tests); ``wire_transport``
+    chooses how envelopes are carried (plain JSON, gateway headers …).
+    """
+
+    def __init__(self, base_url: str, *, hospital_code: str, hospital_name: str, hospital_admdvs: str,
+                 device_no: str, operator: str = "自助机", operator_code: str | None = None,
+                 receiver_system: str = "FSI", timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None,
+                 wire_transport: WireTransport | None = None,
+                 api_path: str = "/fsi/api", ec_query_path: str = "/ec/query",
+                 device_mac: str = "", device_ip: str = "",
+                 clock: Callable[[], datetime] | None = None,
+                 msgid_sequence: wire.MsgidSequence | None = None) -> None:
+        if len(hospital_code) != 12:
+            raise ValueError("hospital_code (fixmedins_code) is 12 characters")
+        if len(hospital_admdvs) != 6 or not hospital_admdvs.isdigit():
+            raise ValueError("hospital_admdvs is a 6-digit region code")
+        self.hospital_code = hospital_code
+        self.hospital_name = hospital_name
+        self.hospital_admdvs = hospital_admdvs
+        self.device_no = device_no
+        self.operator = operator
+        self.operator_code = operator_code or device_no
+        self.receiver_system = receiver_system
+        self.timeout = timeout
+        self.api_path = api_path
+        self.ec_query_path = ec_query_path
+        self.device_mac = device_mac
+        self.device_ip = device_ip
+        self._wire = wire_transport if wire_transport is not None else PlainJsonTransport()
+        self._clock = clock or (lambda: datetime.now(wire.CHINA_TZ))
+        self._sequence = msgid_sequence or wire.MsgidSequence()
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        self._sign_in_lock = threading.Lock()
+        self._sign_no: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "InsuranceHttpAdapter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"InsuranceHttpAdapter({str(self._http.base_url)!r}, hospital_code={self.hospital_code!r})"
+
+    # -- message ids ------------------------------------------------------------------------
+    def new_msgid(self) -> str:
+        """A fresh msgid from this adapter's sequence (callers that persist msgids make their own)."""
+        return wire.new_msgid(self.hospital_code, self._clock(), self._sequence.next())
+
+    # -- sign-in ----------------------------------------------------------------------------
+    def sign_in(self) -> SignIn:
+        """Sign in now (9001) and keep the ``sign_no`` for later transactions."""
+        with self._sign_in_lock:
+            return self._sign_in_locked()
+
+    def _sign_in_locked(self) -> SignIn:
+        body = wire.SignInInput(signIn=wire.SignInData(opter_no=self.operator_code, mac=self.device_mac,
+                                                       ip=self.device_ip))
+        reply = self._send(SIGN_IN, body.model_dump(), insuplc_admdvs="", msgid=self.new_msgid(), sign_no="")
+        if not reply.ok:
+            raise _refusal(SIGN_IN, reply)
+        out = _read(wire.SignInOutput, reply.output, SIGN_IN).signinoutb
+        self._sign_no = out.sign_no
+        log.info("insurance sign-in done", extra={"infno": SIGN_IN})
+        return SignIn(sign_no=out.sign_no, signed_in_at=_parse_time(out.sign_time))
+
+    def _current_sign_no(self) -> str:
+        with self._sign_in_lock:
+            if self._sign_no is None:
+                return self._sign_in_locked().sign_no
+            return self._sign_no
+
+    def _forget_sign_no(self, stale: str) -> None:
+        with self._sign_in_lock:
+            if self._sign_no == stale:  # another thread may already have signed in again
+                self._sign_no = None
+
+    # -- the generic call -------------------------------------------------------------------
+    def call(self, infno: str, input: dict[str, Any], *, insuplc_admdvs: str = "",
+             msgid: str | None = None) -> dict[str, Any]:
+        """Send one transaction and return its ``output`` (``{}`` when the platform sent none).
+
+        ``msgid`` is the caller's when it must be known before sending (a settlement persists it
+        so a reversal can name it); a retry after a lost sign-in reuses it, since the platform
+        refused the first attempt without processing it.
+        """
+        return self._call(infno, input, insuplc_admdvs=insuplc_admdvs, msgid=msgid).output or {}
+
+    def _call(self, infno: str, input: dict[str, Any], *, insuplc_admdvs: str,
+              msgid: str | None) -> wire.ResponseEnvelope:
+        if infno == SIGN_IN:
+            raise ValueError("use sign_in() for 9001")
+        msgid = msgid or self.new_msgid()
+        sign_no = self._current_sign_no()
+        reply = self._send(infno, input, insuplc_admdvs=insuplc_admdvs, msgid=msgid, sign_no=sign_no)
+        if not reply.ok and _says_sign_in_gone(reply.err_msg):
+            log.info("insurance sign-in gone; signing in again", extra={"infno": infno, "msgid": msgid})
+            self._forget_sign_no(sign_no)
+            sign_no = self._current_sign_no()
+            reply = self._send(infno, input, insuplc_admdvs=insuplc_admdvs, msgid=msgid, sign_no=sign_no)
+        if not reply.ok:
+            raise _refusal(infno, reply)
+        return reply
+
+    def _send(self, infno: str, input: dict[str, Any], *, insuplc_admdvs: str, msgid: str,
+              sign_no: str) -> wire.ResponseEnvelope:
+        envelope = wire.RequestEnvelope(
+            infno=infno, msgid=msgid, mdtrtarea_admvs=self.hospital_admdvs, insuplc_admdvs=insuplc_admdvs,
+            recer_sys_code=self.receiver_system, dev_no=self.device_no, infver=wire.INFVER,
+            opter_type=wire.OPTER_TYPE_SELF_SERVICE, opter=self.operator_code, opter_name=self.operator,
+            inf_time=self._clock().strftime(wire.INF_TIME_FORMAT), fixmedins_code=self.hospital_code,
+            fixmedins_name=self.hospital_name, sign_no=sign_no, input=input,
+        )
+        text = self._post(self.api_path, envelope.model_dump(), infno, msgid)
+        try:
+            reply = wire.parse_response(text)
+        except ValueError as exc:
+            raise UpstreamUnknown(SYSTEM, f"unparsable reply: {_brief(exc)}", code="UNPARSABLE",
+                                  operation=infno) from exc
+        log.info("insurance reply", extra={"infno": infno, "msgid": msgid, "infcode": reply.infcode})
+        return reply
+
+    def _post(self, path: str, payload: dict[str, Any], operation: str, msgid: str | None) -> str:
+        request = self._wire.encode(path, payload)
+        started = time.monotonic()
+        try:
+            response = self._http.post(path, content=request.content, headers=request.headers)
+        except httpx.TimeoutException as exc:
+            log.warning("insurance timeout", extra={"infno": operation, "msgid": msgid})
+            raise UpstreamUnknown(SYSTEM, f"no reply within {self.timeout}s", code="TIMEOUT",
+                                  operation=operation) from exc
+        except httpx.HTTPError as exc:
+            log.warning("insurance transport error", extra={"infno": operation, "msgid": msgid})
+            raise UpstreamUnknown(SYSTEM, f"transport failure: {type(exc).__name__}", code="TRANSPORT",
+                                  operation=operation) from exc
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        if response.status_code != 200:
+            log.warning("insurance HTTP error", extra={"infno": operation, "msgid": msgid,
+                                                       "status": response.status_code, "ms": elapsed_ms})
+            raise UpstreamUnknown(SYSTEM, f"HTTP {response.status_code}", code=f"HTTP_{response.status_code}",
+                                  operation=operation)
+        try:
+            return self._wire.decode(response)
+        except ValueError as exc:
+            raise UpstreamUnknown(SYSTEM, f"undecodable reply: {_brief(exc)}", code="UNPARSABLE",
+                                  operation=operation) from exc
+
+    # -- typed transactions -----------------------------------------------------------------
+    def resolve_e_certificate(self, qrcode: str) -> ECertificate:
+        """Resolve a scanned e-certificate QR to its token (``ec.query``)."""
+        body = wire.EcQueryRequest(qrcode=qrcode, orgId=self.hospital_code)
+        text = self._post(self.ec_query_path, body.model_dump(), EC_QUERY, None)
+        try:
+            reply = wire.parse_ec_response(text)
+        except ValueError as exc:
+            raise UpstreamUnknown(SYSTEM, f"unparsable reply: {_brief(exc)}", code="UNPARSABLE",
+                                  operation=EC_QUERY) from exc
+        if reply.code != 0:
+            raise UpstreamRefused(SYSTEM, reply.message or "电子凭证查询失败", code=str(reply.code),
+                                  operation=EC_QUERY)
+        if reply.data is None:
+            raise UpstreamUnknown(SYSTEM, "success without data", code="UNPARSABLE", operation=EC_QUERY)
+        data = reply.data
+        return ECertificate(token=data.ecToken, id_number=data.idNo, name=data.userName,
+                            insured_region=data.insuOrg, expires_in_seconds=data.expiresIn)
+
+    def person_info(self, certificate: Certificate, *, include_special_diseases: bool = False,
+                    msgid: str | None = None) -> InsuredPerson:
+        """1101: who presented ``certificate`` and the insurance they settle under."""
+        by_id_number = certificate.kind == "02"
+        data = wire.PersonInfoData(
+            mdtrt_cert_type=certificate.kind, mdtrt_cert_no=certificate.number,
+            card_sn=certificate.card_sn or "",
+            psn_cert_type="01" if by_id_number else "", certno=certificate.number if by_id_number else "",
+        )
+        try:
+            reply = self._call(PERSON_INFO, wire.PersonInfoInput(data=data).model_dump(),
+                               insuplc_admdvs="", msgid=msgid)
+        except UpstreamRefused as refusal:
+            if any(marker in refusal.message for marker in _NOT_FOUND):
+                raise UpstreamNotFound(SYSTEM, refusal.message, code=refusal.code,
+                                       operation=PERSON_INFO) from None
+            raise
+        out = _read(wire.PersonInfoOutput, reply.output, PERSON_INFO)
+        person = _person(out)
+        if include_special_diseases:
+            diseases = self.special_diseases(person.psn_no, person.insured_region)
+            person = dataclasses.replace(person, special_diseases=tuple(diseases))
+        return person
+
+    def special_diseases(self, psn_no: str, insured_region: str, *,
+                         msgid: str | None = None) -> list[SpecialDisease]:
+        """5301: the special-disease filings the person holds (empty when none)."""
+        if not insured_region:
+            raise ValueError("5301 needs the person's insured region (from 1101)")
+        body = wire.SpecialDiseaseQueryInput(data=wire.SpecialDiseaseQueryData(psn_no=psn_no))
+        reply = self._call(SPECIAL_DISEASES, body.model_dump(), insuplc_admdvs=insured_region, msgid=msgid)
+        out = _read(wire.SpecialDiseaseQueryOutput, reply.output, SPECIAL_DISEASES)
+        return [SpecialDisease(code=f.opsp_dise_code, name=f.opsp_dise_name, begins_on=f.begndate,
+                               ends_on=f.enddate) for f in out.feedetail]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _says_sign_in_gone(err_msg: str | None) -> bool:
+    return bool(err_msg) and any(marker in err_msg for marker in _SIGN_IN_GONE)
+
+
+def _refusal(infno: str, reply: wire.ResponseEnvelope) -> UpstreamRefused:
+    message = (reply.err_msg or "").strip() or f"医保平台拒绝了交易 {infno}"
+    return UpstreamRefused(SYSTEM, message, code=str(reply.infcode), operation=infno)
+
+
+def _read(model: type[M], output: dict[str, Any] | None, infno: str) -> M:
+    try:
+        return model.model_validate(output or {})
+    except ValidationError as exc:
+        raise UpstreamUnknown(SYSTEM, f"reply output does not match {model.__name__}: "
+                              f"{exc.error_count()} error(s)", code="UNPARSABLE", operation=infno) from exc
+
+
+def _brief(exc: Exception) -> str:
+    # pydantic's messages echo the input, which may hold personal data: keep only the type.
+    if isinstance(exc, ValidationError):
+        return f"{exc.error_count()} validation error(s)"
+    return type(exc).__name__
+
+
+def _choose_insurance(insurances: list[wire.InsuInfo]) -> wire.InsuInfo | None:
+    """The insurance to settle under: the first one currently in force, else the first listed."""
+    for insurance in insurances:
+        if insurance.psn_insu_stas in (None, "", _INSURED):
+            return insurance
+    return insurances[0] if insurances else None
+
+
+def _person(out: wire.PersonInfoOutput) -> InsuredPerson:
+    base = out.baseinfo
+    insurance = _choose_insurance(out.insuinfo)
+    if insurance is None:
+        raise UpstreamNotFound(SYSTEM, "未查询到该人员参保信息", code="NO_INSUINFO", operation=PERSON_INFO)
+    if not insurance.insuplc_admdvs:
+        # Never fall back to the hospital's region: a wrong insured region settles under the wrong policy.
+        raise UpstreamUnknown(SYSTEM, "reply lacks insuplc_admdvs", code="UNPARSABLE", operation=PERSON_INFO)
+    return InsuredPerson(
+        psn_no=base.psn_no,
+        name=base.psn_name,
+        id_number=base.certno,
+        gender=_gender(base.gend, base.certno),
+        birth_date=base.brdy or _birth_date(base.certno),
+        insured_region=insurance.insuplc_admdvs,
+        scheme=insurance.insutype,
+        person_type=insurance.psn_type or "",
+        balance=insurance.balc.quantize(Decimal("0.01")),
+    )
+
+
+def _gender(gend: str | None, certno: str) -> str:
+    if gend == "1":
+        return "M"
+    if gend == "2":
+        return "F"
+    if is_valid_id_number(certno):
+        return gender_from_id(certno)
+    raise UpstreamUnknown(SYSTEM, f"unknown gend {gend!r}", code="UNPARSABLE", operation=PERSON_INFO)
+
+
+def _birth_date(certno: str) -> date | None:
+    return birth_date_from_id(certno) if is_valid_id_number(certno) else None
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value, wire.INF_TIME_FORMAT).replace(tzinfo=wire.CHINA_TZ)
+    except ValueError:
+        return None

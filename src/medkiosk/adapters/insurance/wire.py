@@ -1,0 +1,327 @@
+"""The national insurance platform's wire format: envelopes, transaction bodies and message ids.
+
+Field names are the spec's own (``infno``, ``mdtrt_cert_type``, ``balc`` …) so a model can be read
+side by side with the platform's interface document; the port translates them to readable names.
+Replies are parsed tolerantly where real platforms differ (``infcode`` as number or string,
+``output`` as an object or a JSON string) and strictly everywhere else. JSON numbers are read as
+``Decimal`` so an account balance never passes through a float.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CHINA_TZ = timezone(timedelta(hours=8), "CST")
+"""The platform's clock: China has one time zone and no daylight saving, so a fixed offset is exact."""
+
+INFVER = "V1.0"
+OPTER_TYPE_SELF_SERVICE = "2"  # 经办人类别: 1 staff, 2 self-service terminal, 3 mobile
+MSGID_TIME_FORMAT = "%Y%m%d%H%M%S"
+INF_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+EC_BUSINESS_TYPE_OUTPATIENT = "01101"  # e-certificate use: outpatient person query (门诊)
+
+
+# -- message ids --------------------------------------------------------------------------------
+def new_msgid(hospital_code: str, now: datetime, seq: int) -> str:
+    """A msgid: the hospital's 12-character code, ``now`` as yyyyMMddHHmmss, a 4-digit sequence."""
+    if len(hospital_code) != 12:
+        raise ValueError(f"a fixmedins_code is 12 characters, got {len(hospital_code)}")
+    if not 0 <= seq <= 9999:
+        raise ValueError(f"a msgid sequence is 0–9999, got {seq}")
+    return f"{hospital_code}{now:{MSGID_TIME_FORMAT}}{seq:04d}"
+
+
+class MsgidSequence:
+    """Thread-safe 4-digit counter for msgids, wrapping after 9999.
+
+    A msgid is unique as long as one process sends fewer than 10,000 messages a second. The
+    counter starts at a random point so two service copies started together are unlikely to
+    collide; where msgids must be unique across copies (payments persist them before sending),
+    the caller allocates them from the store and passes them explicitly.
+    """
+
+    def __init__(self, start: int | None = None) -> None:
+        first = random.SystemRandom().randrange(10_000) if start is None else start
+        self._counter = itertools.count(first)
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            return next(self._counter) % 10_000
+
+
+# -- envelopes ----------------------------------------------------------------------------------
+class RequestEnvelope(BaseModel):
+    """The envelope every transaction is sent in (all fields present, empty where unused)."""
+
+    infno: str = Field(pattern=r"^\d{4}$")
+    msgid: str = Field(pattern=r"^.{12}\d{18}$")
+    mdtrtarea_admvs: str = Field(pattern=r"^\d{6}$")
+    insuplc_admdvs: str = ""
+    recer_sys_code: str
+    dev_no: str = ""
+    dev_safe_info: str = ""
+    cainfo: str = ""
+    signtype: str = ""
+    infver: str = INFVER
+    opter_type: str = OPTER_TYPE_SELF_SERVICE
+    opter: str
+    opter_name: str
+    inf_time: str
+    fixmedins_code: str
+    fixmedins_name: str
+    sign_no: str = ""
+    input: dict[str, Any]
+
+
+def _loads(text: str | bytes) -> Any:
+    return json.loads(text, parse_float=Decimal)
+
+
+class ResponseEnvelope(BaseModel):
+    """A reply. ``infcode`` 0 is success, anything else a refusal whose reason is ``err_msg``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    infcode: int
+    inf_refmsgid: str | None = None
+    refmsg_time: str | None = None
+    respond_time: str | None = None
+    err_msg: str | None = None
+    warn_msg: str | None = None
+    output: dict[str, Any] | None = None
+
+    @field_validator("infcode", mode="before")
+    @classmethod
+    def _infcode_number_or_string(cls, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("infcode is not a boolean")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value.strip())
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            return int(value)
+        raise ValueError(f"infcode must be an integer, got {value!r}")
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_object_or_json_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            value = _loads(value)
+        return value
+
+    @property
+    def ok(self) -> bool:
+        return self.infcode == 0
+
+
+def parse_response(text: str | bytes) -> ResponseEnvelope:
+    """Parse a reply body; raises ``ValueError`` (incl. pydantic's) when it is not a reply."""
+    data = _loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("a reply is a JSON object")
+    return ResponseEnvelope.model_validate(data)
+
+
+def dump_json(payload: Any) -> bytes:
+    """Serialise a request: UTF-8 Chinese as is, ``Decimal`` as a JSON number."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # The platform wants JSON numbers. A float prints the shortest digits that round-trip,
+        # which are the Decimal's own digits for any value of at most 15 significant digits.
+        if len(value.as_tuple().digits) > 15:
+            raise ValueError(f"{value} has too many digits to send as a JSON number exactly")
+        return float(value)
+    if isinstance(value, datetime):
+        return value.strftime(INF_TIME_FORMAT)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+# -- 9001 sign-in -------------------------------------------------------------------------------
+class SignInData(BaseModel):
+    opter_no: str
+    mac: str = ""
+    ip: str = ""
+
+
+class SignInInput(BaseModel):
+    signIn: SignInData
+
+
+class SignInOut(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sign_time: str
+    sign_no: str = Field(min_length=1)
+
+
+class SignInOutput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    signinoutb: SignInOut
+
+
+# -- 1101 person info ---------------------------------------------------------------------------
+class PersonInfoData(BaseModel):
+    mdtrt_cert_type: str  # 01 e-certificate token, 02 ID number, 03 social-security card
+    mdtrt_cert_no: str
+    card_sn: str = ""
+    begntime: str = ""
+    psn_cert_type: str = ""  # 01 resident ID card, when certno is given
+    certno: str = ""
+    psn_name: str = ""
+
+
+class PersonInfoInput(BaseModel):
+    data: PersonInfoData
+
+
+class BaseInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    psn_no: str
+    psn_cert_type: str | None = None
+    certno: str
+    psn_name: str
+    gend: str | None = None  # 1 male, 2 female
+    naty: str | None = None
+    brdy: date | None = None
+    age: Decimal | None = None
+
+
+class InsuInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    balc: Decimal = Decimal("0")
+    insutype: str
+    psn_type: str | None = None
+    psn_insu_stas: str | None = None  # 1 insured, 2 suspended, 4 terminated
+    psn_insu_date: date | None = None
+    paus_insu_date: date | None = None
+    cvlserv_flag: str | None = None
+    insuplc_admdvs: str | None = None
+    emp_name: str | None = None
+
+    @field_validator("psn_insu_date", "paus_insu_date", mode="before")
+    @classmethod
+    def _empty_date_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class IdetInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    psn_idet_type: str | None = None
+    psn_type_lv: str | None = None
+    memo: str | None = None
+    begntime: str | None = None
+    endtime: str | None = None
+
+
+class PersonInfoOutput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    baseinfo: BaseInfo
+    insuinfo: list[InsuInfo] = []
+    idetinfo: list[IdetInfo] = []
+
+    @field_validator("insuinfo", "idetinfo", mode="before")
+    @classmethod
+    def _null_list_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+# -- 5301 special-disease filing query ----------------------------------------------------------
+class SpecialDiseaseQueryData(BaseModel):
+    psn_no: str
+
+
+class SpecialDiseaseQueryInput(BaseModel):
+    data: SpecialDiseaseQueryData
+
+
+class SpecialDiseaseFiling(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    opsp_dise_code: str
+    opsp_dise_name: str
+    begndate: date | None = None
+    enddate: date | None = None
+
+    @field_validator("begndate", "enddate", mode="before")
+    @classmethod
+    def _empty_date_is_none(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None
+        if isinstance(value, str) and len(value) > 10:
+            return value[:10]  # some platforms send "yyyy-MM-dd HH:mm:ss"
+        return value
+
+
+class SpecialDiseaseQueryOutput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    feedetail: list[SpecialDiseaseFiling] = []
+
+    @field_validator("feedetail", mode="before")
+    @classmethod
+    def _single_or_null(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, dict) else value
+
+
+# -- e-certificate QR resolution (ec.query) -----------------------------------------------------
+class EcQueryRequest(BaseModel):
+    qrcode: str
+    orgId: str
+    businessType: str = EC_BUSINESS_TYPE_OUTPATIENT
+
+
+class EcQueryData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ecToken: str = Field(min_length=1)
+    idNo: str
+    userName: str
+    idType: str = "01"
+    insuOrg: str
+    expiresIn: int | None = None
+
+
+class EcQueryResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    code: int
+    message: str = ""
+    data: EcQueryData | None = None
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_number_or_string(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value.strip())
+        return value
+
+
+def parse_ec_response(text: str | bytes) -> EcQueryResponse:
+    data = _loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("an ec.query reply is a JSON object")
+    return EcQueryResponse.model_validate(data)
