@@ -1,0 +1,237 @@
+"""What the agent asks of each peripheral: small typed protocols, the reads they deliver, their errors.
+
+Readers are asynchronous: ``await reader.next_read()`` returns when a patient presents a card or
+a code (a real driver polls its SDK on a thread and hands the read to the event loop). Printers
+and the POS are synchronous (blocking device I/O); the agent calls them on a worker thread.
+Every peripheral reports ``status()`` for the heartbeat; ``detail`` is Chinese, for staff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from medkiosk.agent.documents import Receipt
+from medkiosk.agent.logs import mask_middle, mask_name
+
+
+class PeripheralState(StrEnum):
+    OK = "ok"
+    """Working."""
+    WARNING = "warning"
+    """Working, but needs attention soon (paper low)."""
+    FAULT = "fault"
+    """Present but cannot do its job (paper out, cover open, cutter jammed)."""
+    OFFLINE = "offline"
+    """Not answering, or not configured on this kiosk."""
+
+
+class PaperLevel(StrEnum):
+    OK = "ok"
+    LOW = "low"
+    """The near-end sensor is on: a few metres left."""
+    OUT = "out"
+
+
+class PeripheralStatus(BaseModel):
+    state: PeripheralState
+    detail: str = ""
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def can_work(self) -> bool:
+        return self.state in (PeripheralState.OK, PeripheralState.WARNING)
+
+    def for_heartbeat(self) -> dict[str, Any]:
+        return {**self.extra, "state": self.state.value, "detail": self.detail}
+
+
+class Medium(StrEnum):
+    INSURANCE_CARD = "insurance_card"
+    ID_CARD = "id_card"
+    E_CERTIFICATE = "e_certificate"
+    VISIT_CARD = "visit_card"
+
+
+class CardRead(BaseModel):
+    """A social-security (insurance) card in the card reader."""
+
+    medium: Literal[Medium.INSURANCE_CARD] = Medium.INSURANCE_CARD
+    card_no: str = Field(min_length=1, max_length=40)
+    card_sn: str = Field(default="", max_length=64)
+    id_number: str = Field(default="", max_length=18)
+    name: str = Field(default="", max_length=50)
+
+    def identify_body(self) -> dict[str, Any]:
+        return {"medium": self.medium.value, "card_no": self.card_no, "card_sn": self.card_sn,
+                "id_number": self.id_number, "name": self.name}
+
+    def masked(self) -> dict[str, str]:
+        return {"medium": self.medium.value, "card_no": mask_middle(self.card_no),
+                "id_number": mask_middle(self.id_number), "name": mask_name(self.name)}
+
+
+class IdCardRead(BaseModel):
+    """A resident ID card on the ID-card reader."""
+
+    medium: Literal[Medium.ID_CARD] = Medium.ID_CARD
+    id_number: str = Field(min_length=15, max_length=18)
+    name: str = Field(min_length=1, max_length=50)
+    gender: Literal["M", "F"] | None = None
+    birth_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    address: str = Field(default="", max_length=120)
+
+    def identify_body(self) -> dict[str, Any]:
+        return {"medium": self.medium.value, "id_number": self.id_number, "name": self.name,
+                "gender": self.gender, "birth_date": self.birth_date, "address": self.address}
+
+    def masked(self) -> dict[str, str]:
+        return {"medium": self.medium.value, "id_number": mask_middle(self.id_number), "name": mask_name(self.name)}
+
+
+class ScanRead(BaseModel):
+    """A code at the scanner: the national insurance e-certificate QR, or a visit card's barcode."""
+
+    medium: Literal[Medium.E_CERTIFICATE, Medium.VISIT_CARD]
+    qrcode: str | None = Field(default=None, max_length=1000)
+    visit_card_no: str | None = Field(default=None, max_length=40)
+
+    def identify_body(self) -> dict[str, Any]:
+        if self.medium is Medium.E_CERTIFICATE:
+            return {"medium": self.medium.value, "qrcode": self.qrcode}
+        return {"medium": self.medium.value, "visit_card_no": self.visit_card_no}
+
+    def masked(self) -> dict[str, str]:
+        value = self.qrcode if self.medium is Medium.E_CERTIFICATE else self.visit_card_no
+        return {"medium": self.medium.value, "code": mask_middle(value or "")}
+
+
+MediumRead = CardRead | IdCardRead | ScanRead
+
+
+class PeripheralError(Exception):
+    """A peripheral could not do what was asked; ``message`` and ``next_step`` are for the patient."""
+
+    def __init__(self, message: str, next_step: str = "请到人工窗口办理", *, detail: str = "") -> None:
+        super().__init__(detail or message)
+        self.message = message
+        self.next_step = next_step
+        self.detail = detail
+
+
+class PrinterNotReady(PeripheralError):
+    """The printer reported a state it cannot print in (paper out, cover open, offline)."""
+
+
+class PosDeclined(PeripheralError):
+    """The bank refused the transaction: a refusal, permanent; show the reason, do not retry."""
+
+
+class PosUnavailable(PeripheralError):
+    """No usable answer from the POS: the transaction's outcome is unknown."""
+
+
+@dataclass(frozen=True)
+class PrintJob:
+    """What a printer did with a job. ``files`` are what a simulated printer saved."""
+
+    job_id: str
+    kind: Literal["receipt", "a4"]
+    printed_at: datetime
+    title: str = ""
+    files: tuple[Path, ...] = ()
+
+
+class PosKind(StrEnum):
+    SALE = "sale"
+    VOID = "void"
+    REFUND = "refund"
+
+
+class PosResult(BaseModel):
+    kind: PosKind
+    order_no: str
+    amount: Decimal
+    reference: str = Field(description="the bank's reference number (参考号)")
+    original_reference: str | None = None
+    approved_at: datetime
+
+
+@runtime_checkable
+class Peripheral(Protocol):
+    def status(self) -> PeripheralStatus: ...
+
+
+class InsuranceCardReader(Peripheral, Protocol):
+    async def next_read(self) -> CardRead:
+        """Wait for the next card and return what it carries."""
+        ...
+
+    def release(self) -> None:
+        """Eject the card (motorised readers) and forget any read not yet taken."""
+        ...
+
+
+class IdCardReader(Peripheral, Protocol):
+    async def next_read(self) -> IdCardRead: ...
+
+    def release(self) -> None: ...
+
+
+class QrScanner(Peripheral, Protocol):
+    async def next_read(self) -> ScanRead: ...
+
+    def release(self) -> None: ...
+
+
+class ReceiptPrinter(Peripheral, Protocol):
+    def print_receipt(self, receipt: Receipt) -> PrintJob:
+        """Print, or raise :class:`PrinterNotReady` / :class:`PeripheralError`."""
+        ...
+
+
+class A4Printer(Peripheral, Protocol):
+    def print_pdf(self, pdf: bytes, *, title: str = "") -> PrintJob: ...
+
+
+class BankPos(Peripheral, Protocol):
+    def sale(self, amount: Decimal, order_no: str) -> PosResult:
+        """Charge a bank card; raise :class:`PosDeclined` or :class:`PosUnavailable`."""
+        ...
+
+    def void(self, reference: str, order_no: str) -> PosResult:
+        """Cancel a same-day sale by its reference."""
+        ...
+
+    def refund(self, amount: Decimal, reference: str, order_no: str) -> PosResult: ...
+
+
+Reader = InsuranceCardReader | IdCardReader | QrScanner
+
+PERIPHERAL_NAMES = ("insurance_card_reader", "id_card_reader", "qr_scanner", "receipt_printer", "a4_printer",
+                    "bank_pos")
+
+
+@dataclass
+class Drivers:
+    """The six peripherals of one kiosk."""
+
+    insurance_card_reader: InsuranceCardReader
+    id_card_reader: IdCardReader
+    qr_scanner: QrScanner
+    receipt_printer: ReceiptPrinter
+    a4_printer: A4Printer
+    bank_pos: BankPos
+
+    def all(self) -> dict[str, Peripheral]:
+        return {name: getattr(self, name) for name in PERIPHERAL_NAMES}
+
+    def readers(self) -> dict[str, Reader]:
+        return {"insurance_card_reader": self.insurance_card_reader, "id_card_reader": self.id_card_reader,
+                "qr_scanner": self.qr_scanner}
