@@ -1,0 +1,263 @@
+"""The HIS port: what the kiosk asks of the hospital information system, and the answers' shapes.
+
+Models are parsed at the edge from the HIS gateway contract (docs/simulators/his.md): readable
+names, ``Decimal`` money, enums where the kiosk decides on a value. Personal data is left out of
+``repr`` so a model printed into a log does not leak a patient.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any, Protocol
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+CENT = Decimal("0.01")
+
+
+def _to_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError("money must not be a float")
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not an amount") from None
+    return value
+
+
+def _cents(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("an amount must be finite")
+    if value != value.quantize(CENT):
+        raise ValueError("an amount has at most two decimal places")
+    return value.quantize(CENT)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_to_decimal),
+    AfterValidator(_cents),
+    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
+]
+"""Yuan, two places. Arrives as a string ("10.00") or an exact JSON number; never a float."""
+
+
+class Gender(StrEnum):
+    MALE = "M"
+    """Male."""
+    FEMALE = "F"
+    """Female."""
+
+
+class HalfDay(StrEnum):
+    AM = "am"
+    """Morning clinic."""
+    PM = "pm"
+    """Afternoon clinic."""
+
+
+class DoctorLevel(StrEnum):
+    ORDINARY = "ordinary"
+    """An ordinary clinic (普通号)."""
+    EXPERT = "expert"
+    """An expert clinic (专家号)."""
+
+
+class ItemKind(StrEnum):
+    DRUG = "drug"
+    """A medicine."""
+    LAB = "lab"
+    """A laboratory test."""
+    EXAM = "exam"
+    """An imaging or function exam."""
+    TREATMENT = "treatment"
+    """A procedure or nursing service."""
+    MATERIAL = "material"
+    """A consumable medical material."""
+    NON_MEDICAL = "non_medical"
+    """Not care (record copies, image discs): always paid by the patient."""
+
+
+class ExamType(StrEnum):
+    CT = "ct"
+    """Computed tomography."""
+    MRI = "mri"
+    """Magnetic resonance imaging (核磁)."""
+    ULTRASOUND = "ultrasound"
+    """Ultrasound (超声)."""
+    ECG = "ecg"
+    """Electrocardiogram (心电图)."""
+
+
+class OrderStatus(StrEnum):
+    UNPAID = "unpaid"
+    """Waiting to be paid."""
+    PAID = "paid"
+    """Paid."""
+
+
+class HisModel(BaseModel):
+    # A tolerant reader: fields the kiosk does not use may come and go on the HIS side.
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+
+class HisHealth(HisModel):
+    status: str
+    hospital_code: str | None = None
+    hospital_name: str | None = None
+    version: str | None = None
+
+
+class HisPatient(HisModel):
+    patient_id: str
+    name: str = Field(repr=False)
+    id_number: str = Field(repr=False)
+    gender: Gender
+    birth_date: dt.date
+    phone: str | None = Field(default=None, repr=False)
+    visit_card_no: str | None = Field(default=None, repr=False)
+    insurance_card_no: str | None = Field(default=None, repr=False)
+
+
+class NewPatient(HisModel):
+    """A first-visit patient to file (建档). The HIS checks the ID number and phone and may refuse."""
+
+    name: str = Field(min_length=1, repr=False)
+    id_number: str = Field(min_length=1, repr=False)
+    phone: str = Field(min_length=1, repr=False)
+    gender: Gender | None = None
+    birth_date: dt.date | None = None
+    insurance_card_no: str | None = Field(default=None, repr=False)
+
+
+class Admission(HisModel):
+    admission_no: str
+    ward: str
+    bed: str
+    department: str
+    admitted_on: dt.date
+
+
+class Department(HisModel):
+    code: str
+    name: str
+    location: str = ""
+    intro: str = ""
+    parent_code: str | None = None
+    children: list[Department] = Field(default_factory=list)
+    """The clinical departments of a top-level group; empty for a clinical department."""
+
+
+class Doctor(HisModel):
+    code: str
+    name: str
+    title: str
+    """主任医师, 副主任医师, 主治医师 or 住院医师 (kept as the HIS spells it)."""
+    department_code: str
+    level: DoctorLevel
+    intro: str = ""
+
+
+class ScheduleSlot(HisModel):
+    schedule_id: str
+    date: dt.date
+    half_day: HalfDay
+    department_code: str
+    department_name: str
+    doctor_code: str
+    doctor_name: str
+    doctor_title: str = ""
+    level: DoctorLevel
+    fee: Money
+    total: int = Field(ge=0)
+    remaining: int = Field(ge=0)
+
+
+class OrderItem(HisModel):
+    order_no: str
+    item_code: str
+    name: str
+    kind: ItemKind
+    insurance_code: str | None = None
+    """The national insurance catalogue code (医保编码); None when insurance does not cover it."""
+    self_pay_only: bool
+    unit: str = ""
+    unit_price: Money
+    quantity: int = Field(ge=1)
+    amount: Money
+
+
+class UnpaidVisit(HisModel):
+    """One visit's unpaid items, as the kiosk shows them for payment."""
+
+    visit_no: str
+    visit_date: dt.date
+    department_code: str
+    department_name: str
+    doctor_code: str
+    doctor_name: str
+    items: list[OrderItem]
+    total_amount: Money
+
+
+class ExamOrder(HisModel):
+    order_no: str
+    visit_no: str
+    exam_type: ExamType
+    exam_name: str
+    body_part: str
+    department_code: str
+    """The department that performs the exam."""
+    department_name: str
+    location: str = ""
+    preparation: str = ""
+    """What the patient must do beforehand (fasting 空腹, a full bladder 憋尿 …); may be empty."""
+    status: OrderStatus
+    booked: bool
+    ordered_on: dt.date
+    amount: Money
+
+
+class HisPort(Protocol):
+    """The hospital information system as the kiosk sees it.
+
+    Every method raises :class:`~medkiosk.adapters.errors.UpstreamRefused` when the HIS refuses
+    (its message is fit to show), :class:`~medkiosk.adapters.errors.UpstreamNotFound` when a named
+    patient does not exist, and :class:`~medkiosk.adapters.errors.UpstreamUnknown` when no usable
+    answer came back (the operation may or may not have happened).
+    """
+
+    def health(self) -> HisHealth: ...
+
+    def find_patient(self, *, id_number: str | None = None, visit_card_no: str | None = None,
+                     insurance_card_no: str | None = None, patient_id: str | None = None) -> HisPatient | None:
+        """The patient matching exactly one criterion, or None when the HIS has no record."""
+        ...
+
+    def create_patient(self, patient: NewPatient) -> HisPatient:
+        """File a first-visit patient; refused when the ID number is already filed or invalid."""
+        ...
+
+    def current_admission(self, patient_id: str) -> Admission | None:
+        """The patient's current hospital stay, or None when not admitted."""
+        ...
+
+    def list_departments(self) -> list[Department]:
+        """Top-level groups, each with its clinical departments in ``children``."""
+        ...
+
+    def list_doctors(self, department_code: str | None = None) -> list[Doctor]: ...
+
+    def list_schedules(self, date: dt.date, department_code: str | None = None,
+                       doctor_code: str | None = None) -> list[ScheduleSlot]: ...
+
+    def unpaid_orders(self, patient_id: str) -> list[UnpaidVisit]:
+        """The patient's unpaid items grouped by visit, newest visit first."""
+        ...
+
+    def exam_orders(self, patient_id: str) -> list[ExamOrder]:
+        """The patient's paid exam orders (booked or not), newest first."""
+        ...

@@ -1,0 +1,151 @@
+"""The HIS simulator: the reference implementation of our "HIS gateway" contract (/his/v1).
+
+Run it alone with ``uvicorn --factory medkiosk.simulators.his.app:create_app --port 8201``.
+Its control surface (faults, data, call journal) is under ``/__sim__/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from medkiosk.simulators.control import SimulatedError, SimulatorControl
+from medkiosk.simulators.his.data import DEFAULT_SEED
+from medkiosk.simulators.his.records import OrderStatus
+from medkiosk.simulators.his.state import HisRefusal, HisState
+from medkiosk.simulators.personas import HOSPITAL_CODE, HOSPITAL_NAME
+
+PREFIX = "/his/v1"
+SIM_FAULT_STATUS = 503
+# An injected error fault whose code is one of the contract's refusal codes is answered with that
+# refusal's status, so a training session can rehearse a refusal as well as an outage.
+REFUSAL_STATUS = {"REFUSED": 400, "NOT_FOUND": 404, "CONFLICT": 409, "INVALID": 422}
+
+T = TypeVar("T")
+
+
+class NewPatientBody(BaseModel):
+    name: str
+    id_number: str
+    gender: Literal["M", "F"] | None = None
+    birth_date: dt.date | None = None
+    phone: str
+    insurance_card_no: str | None = None
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+def _mask(value: str | None) -> str | None:
+    """The journal keeps the shape of personal data, not the data: 3201**********0421."""
+    if not value:
+        return value
+    if len(value) <= 2:
+        return value[0] + "*"
+    keep = 4 if len(value) > 8 else 1
+    return value[:keep] + "*" * (len(value) - 2 * keep) + value[-keep:]
+
+
+def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> FastAPI:
+    """A HIS simulator app over ``state`` (default: the demo hospital built from ``seed``)."""
+    state = state if state is not None else HisState(seed=seed)
+    control = SimulatorControl("his", state, seed=seed)
+    app = FastAPI(title="medkiosk HIS simulator", version="1",
+                  description="Reference implementation of the HIS gateway contract; see docs/simulators/his.md.")
+    app.state.control = control
+    app.state.his = state
+    app.include_router(control.router())
+
+    @app.exception_handler(HisRefusal)
+    async def refusal(_request: Request, exc: HisRefusal) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(SimulatedError)
+    async def simulated(_request: Request, exc: SimulatedError) -> JSONResponse:
+        return _error(REFUSAL_STATUS.get(exc.code, SIM_FAULT_STATUS), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if not request.url.path.startswith(PREFIX):
+            return await request_validation_exception_handler(request, exc)
+        fields = sorted({".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) or "请求体"
+                         for e in exc.errors()})
+        return _error(422, "INVALID", f"请求参数有误：{'、'.join(fields)}")
+
+    async def operate(operation: str, request: dict[str, Any] | None, run: Callable[[], T]) -> T:
+        await control.before(operation, request)
+        result = run()  # a refusal raises here: nothing committed, so no lost reply either
+        await control.after(operation)
+        return result
+
+    his = APIRouter(prefix=PREFIX, tags=["HIS gateway"])
+
+    @his.get("/health")
+    async def health() -> dict[str, Any]:
+        return await operate("health", None, lambda: {
+            "status": "ok", "system": "his", "version": "v1", "hospital_code": HOSPITAL_CODE,
+            "hospital_name": HOSPITAL_NAME, "time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        })
+
+    @his.get("/patients")
+    async def find_patient(id_number: str | None = None, visit_card_no: str | None = None,
+                           insurance_card_no: str | None = None, patient_id: str | None = None) -> dict[str, Any]:
+        criteria = {"id_number": id_number, "visit_card_no": visit_card_no,
+                    "insurance_card_no": insurance_card_no, "patient_id": patient_id}
+        journal = {key: _mask(value) for key, value in criteria.items() if value}
+        return await operate("patients.find", journal,
+                             lambda: state.find_patient(**criteria).model_dump(mode="json"))
+
+    @his.post("/patients", status_code=201)
+    async def create_patient(body: NewPatientBody) -> dict[str, Any]:
+        journal = {"name": _mask(body.name), "id_number": _mask(body.id_number), "phone": _mask(body.phone),
+                   "gender": body.gender, "insurance_card_no": _mask(body.insurance_card_no)}
+        return await operate("patients.create", journal,
+                             lambda: state.create_patient(**body.model_dump()).model_dump(mode="json"))
+
+    @his.get("/patients/{patient_id}/admission")
+    async def admission(patient_id: str) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            current = state.current_admission(patient_id)
+            if current is None:
+                return {"admission": None}
+            return {"admission": current.model_dump(mode="json", exclude={"patient_id", "discharged_on"})}
+        return await operate("admission.get", {"patient_id": patient_id}, run)
+
+    @his.get("/patients/{patient_id}/orders")
+    async def orders(patient_id: str, status: OrderStatus | None = None) -> dict[str, Any]:
+        return await operate("orders.list", {"patient_id": patient_id, "status": status},
+                             lambda: {"visits": state.visits(patient_id, status)})
+
+    @his.get("/patients/{patient_id}/exam-orders")
+    async def exam_orders(patient_id: str, status: OrderStatus | None = None) -> dict[str, Any]:
+        return await operate("exam_orders.list", {"patient_id": patient_id, "status": status},
+                             lambda: {"exam_orders": state.exam_orders(patient_id, status)})
+
+    @his.get("/departments")
+    async def departments() -> dict[str, Any]:
+        return await operate("departments.list", None, lambda: {"departments": state.department_tree()})
+
+    @his.get("/doctors")
+    async def doctors(department_code: str | None = None) -> dict[str, Any]:
+        return await operate("doctors.list", {"department_code": department_code},
+                             lambda: {"doctors": state.doctors(department_code)})
+
+    @his.get("/schedules")
+    async def schedules(date: dt.date | None = Query(None), department_code: str | None = None,
+                        doctor_code: str | None = None) -> dict[str, Any]:
+        request = {"date": date.isoformat() if date else None, "department_code": department_code,
+                   "doctor_code": doctor_code}
+        return await operate("schedules.list", request,
+                             lambda: {"schedules": state.schedules(date, department_code, doctor_code)})
+
+    app.include_router(his)
+    return app

@@ -1,0 +1,299 @@
+"""The HIS simulator's stored records: one Pydantic model a collection, strict about what it accepts.
+
+These are the shapes a hospital loads through ``/__sim__/`` (and the demo data is built as), not
+the wire replies: the replies join records (a slot names its doctor, a visit its department).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
+
+CENT = Decimal("0.01")
+_PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+
+
+def is_valid_phone(value: str) -> bool:
+    """A mainland mobile number (11 digits) or a landline with its area code."""
+    return bool(_PHONE_RE.match(value.strip()))
+
+
+def _refuse_float(value: Any) -> Any:
+    # A float has already lost the cents it was meant to carry: money travels as a string.
+    if isinstance(value, float):
+        raise ValueError('money must be a string such as "12.50", not a JSON number with a fraction')
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not an amount") from None
+    return value
+
+
+def _two_places(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("an amount must be a finite number")
+    if value < 0:
+        raise ValueError("an amount cannot be negative")
+    if value != value.quantize(CENT):
+        raise ValueError("an amount has at most two decimal places")
+    return value.quantize(CENT)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_refuse_float),
+    AfterValidator(_two_places),
+    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
+]
+"""Yuan with two places; a string on the wire ("10.00"), a Decimal in Python."""
+
+
+class Gender(StrEnum):
+    MALE = "M"
+    """Male (the ID number's 17th digit is odd)."""
+    FEMALE = "F"
+    """Female (the ID number's 17th digit is even)."""
+
+
+class HalfDay(StrEnum):
+    AM = "am"
+    """Morning clinic."""
+    PM = "pm"
+    """Afternoon clinic."""
+
+
+class DoctorLevel(StrEnum):
+    ORDINARY = "ordinary"
+    """An ordinary clinic (普通号)."""
+    EXPERT = "expert"
+    """An expert clinic (专家号), dearer."""
+
+
+class DoctorTitle(StrEnum):
+    CHIEF = "主任医师"
+    """Chief physician."""
+    ASSOCIATE_CHIEF = "副主任医师"
+    """Associate chief physician."""
+    ATTENDING = "主治医师"
+    """Attending physician."""
+    RESIDENT = "住院医师"
+    """Resident physician."""
+
+
+class ItemKind(StrEnum):
+    DRUG = "drug"
+    """A medicine on a prescription."""
+    LAB = "lab"
+    """A laboratory test."""
+    EXAM = "exam"
+    """An imaging or function exam (CT, MRI, ultrasound, ECG …)."""
+    TREATMENT = "treatment"
+    """A procedure or nursing service (infusion, nebulisation …)."""
+    MATERIAL = "material"
+    """A consumable medical material (syringe, infusion set …)."""
+    NON_MEDICAL = "non_medical"
+    """Not care at all (record copies, image discs): never paid by insurance."""
+
+
+class OrderStatus(StrEnum):
+    UNPAID = "unpaid"
+    """Ordered by a doctor and waiting to be paid."""
+    PAID = "paid"
+    """Paid; an exam order can now be booked."""
+
+
+class ExamType(StrEnum):
+    CT = "ct"
+    """Computed tomography."""
+    MRI = "mri"
+    """Magnetic resonance imaging (核磁)."""
+    ULTRASOUND = "ultrasound"
+    """Ultrasound (超声)."""
+    ECG = "ecg"
+    """Electrocardiogram (心电图)."""
+
+
+Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class PatientRecord(Record):
+    patient_id: Code
+    name: Annotated[str, Field(min_length=1, max_length=50)]
+    id_number: str
+    gender: Gender | None = None
+    birth_date: dt.date | None = None
+    phone: str
+    visit_card_no: Code
+    insurance_card_no: Code | None = None
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        value = value.upper()
+        if not is_valid_id_number(value):
+            raise ValueError("not a valid resident ID number (check digit or birth date)")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _valid_phone(cls, value: str) -> str:
+        if not is_valid_phone(value):
+            raise ValueError("not a mobile number (11 digits from 13–19) nor a landline with area code")
+        return value
+
+    @model_validator(mode="after")
+    def _agrees_with_id(self) -> "PatientRecord":
+        gender, birth = Gender(gender_from_id(self.id_number)), birth_date_from_id(self.id_number)
+        if self.gender is not None and self.gender != gender:
+            raise ValueError("gender does not match the ID number")
+        if self.birth_date is not None and self.birth_date != birth:
+            raise ValueError("birth_date does not match the ID number")
+        object.__setattr__(self, "gender", gender)
+        object.__setattr__(self, "birth_date", birth)
+        return self
+
+
+class DepartmentRecord(Record):
+    code: Code
+    name: Text
+    parent_code: Code | None = None
+    """None for a top-level group (内科, 外科 …); a group's code for a clinical department."""
+    location: Text
+    intro: str = ""
+
+
+class DoctorRecord(Record):
+    code: Code
+    name: Annotated[str, Field(min_length=1, max_length=50)]
+    title: DoctorTitle
+    department_code: Code
+    level: DoctorLevel
+    intro: str = ""
+
+
+class ScheduleRecord(Record):
+    schedule_id: Code
+    date: dt.date
+    half_day: HalfDay
+    department_code: Code
+    doctor_code: Code
+    level: DoctorLevel
+    fee: Money
+    total: int = Field(ge=0, le=10_000)
+    remaining: int = Field(ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _remaining_within_total(self) -> "ScheduleRecord":
+        if self.remaining > self.total:
+            raise ValueError("remaining cannot exceed total")
+        return self
+
+
+class OrderItemRecord(Record):
+    item_code: Code
+    name: Text
+    kind: ItemKind
+    insurance_code: Code | None = None
+    """The national insurance catalogue code (医保编码); None when insurance does not cover it."""
+    self_pay_only: bool = False
+    unit: Annotated[str, Field(min_length=1, max_length=10)]
+    unit_price: Money
+    quantity: int = Field(ge=1, le=100_000)
+    amount: Money | None = None
+    """unit_price × quantity; computed when left out, checked when given."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "OrderItemRecord":
+        if self.insurance_code is None and not self.self_pay_only:
+            raise ValueError(f"item {self.item_code}: without an insurance_code it must be self_pay_only")
+        if self.kind is ItemKind.NON_MEDICAL and not self.self_pay_only:
+            raise ValueError(f"item {self.item_code}: a non_medical item is always self_pay_only")
+        expected = (self.unit_price * self.quantity).quantize(CENT)
+        if self.amount is not None and self.amount != expected:
+            raise ValueError(f"item {self.item_code}: amount {self.amount} is not unit_price × quantity = {expected}")
+        object.__setattr__(self, "amount", expected)
+        return self
+
+
+class OrderRecord(Record):
+    """One order (a prescription, a lab or exam requisition …) of a visit, with its items."""
+
+    order_no: Code
+    patient_id: Code
+    visit_no: Code
+    visit_date: dt.date
+    department_code: Code
+    doctor_code: Code
+    status: OrderStatus = OrderStatus.UNPAID
+    items: list[OrderItemRecord] = Field(min_length=1)
+
+
+class ExamOrderRecord(Record):
+    order_no: Code
+    patient_id: Code
+    visit_no: Code
+    exam_type: ExamType
+    exam_name: Text
+    body_part: Text
+    department_code: Code
+    """The department that performs the exam (放射科, 超声医学科, 心电图室)."""
+    preparation: str = ""
+    status: OrderStatus = OrderStatus.PAID
+    booked: bool = False
+    ordered_on: dt.date
+    amount: Money
+
+
+class AdmissionRecord(Record):
+    admission_no: Code
+    patient_id: Code
+    ward: Text
+    bed: Text
+    department: Text
+    admitted_on: dt.date
+    discharged_on: dt.date | None = None
+    """None while the patient is still in hospital."""
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    "patients": PatientRecord,
+    "departments": DepartmentRecord,
+    "doctors": DoctorRecord,
+    "schedules": ScheduleRecord,
+    "orders": OrderRecord,
+    "exam_orders": ExamOrderRecord,
+    "admissions": AdmissionRecord,
+}
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A one-line reading of a validation error: ``field.path: what is wrong; …``."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in error["loc"]) or "item"
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)

@@ -1,0 +1,355 @@
+"""The HIS simulator's data and its business rules, in memory; the control surface loads and adds to it.
+
+Every change is validated whole before it is applied: a batch with one bad item changes nothing.
+Thread-safe, because the control routes run in a thread pool and the HIS routes on the loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import ValidationError
+
+from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
+from medkiosk.simulators.his.data import DEFAULT_SEED, build_demo_hospital
+from medkiosk.simulators.his.records import (
+    RECORD_TYPES,
+    AdmissionRecord,
+    DepartmentRecord,
+    DoctorRecord,
+    ExamOrderRecord,
+    HalfDay,
+    OrderRecord,
+    OrderStatus,
+    PatientRecord,
+    Record,
+    ScheduleRecord,
+    describe_validation_error,
+    is_valid_phone,
+)
+
+COLLECTIONS = tuple(RECORD_TYPES)
+
+
+class HisRefusal(Exception):
+    """The HIS answers "no": rendered as ``{"code", "message"}`` with ``status``."""
+
+    status = 400
+    code = "REFUSED"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(HisRefusal):
+    status, code = 404, "NOT_FOUND"
+
+
+class Conflict(HisRefusal):
+    status, code = 409, "CONFLICT"
+
+
+class Invalid(HisRefusal):
+    status, code = 422, "INVALID"
+
+
+Data = dict[str, list[Record]]
+_PATIENT_NUMBER = re.compile(r"^P(\d+)$")
+_SLOT_KEYS = {"date", "doctor_code", "half_day"}
+
+
+class HisState:
+    """The simulated hospital. ``today`` fixes the demo calendar (default: the real date at reset)."""
+
+    def __init__(self, *, seed: int = DEFAULT_SEED, today: dt.date | None = None) -> None:
+        self.seed = seed
+        self._fixed_today = today
+        self._lock = threading.RLock()
+        self._data: Data = {name: [] for name in COLLECTIONS}
+        self.reset()
+
+    @property
+    def today(self) -> dt.date:
+        return self._fixed_today or dt.date.today()
+
+    # -- SimulatorState -------------------------------------------------------------------------
+    def reset(self) -> None:
+        data = build_demo_hospital(today=self.today, seed=self.seed)
+        candidate = {name: _validated(name, data[name]) for name in COLLECTIONS}
+        _check_integrity(candidate)
+        with self._lock:
+            self._data = candidate
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {name: [r.model_dump(mode="json") for r in records] for name, records in self._data.items()}
+
+    def load(self, data: dict[str, Any]) -> None:
+        """Replace the collections named in ``data``; the others stay. The result must hang together."""
+        unknown = sorted(set(data) - set(COLLECTIONS))
+        if unknown:
+            raise KeyError(f"unknown collections {unknown}; known: {list(COLLECTIONS)}")
+        for name, items in data.items():
+            if not isinstance(items, list):
+                raise TypeError(f"{name} must be a list of records")
+        with self._lock:
+            candidate = dict(self._data)
+            for name, items in data.items():
+                prepared = self._with_defaults(name, items, existing=[])
+                candidate[name] = _validated(name, prepared)
+            _check_integrity(candidate)
+            self._data = candidate
+
+    def add(self, collection: str, items: list[dict[str, Any]]) -> int:
+        """Append validated records; patients and slots without ids get the next free ones."""
+        if collection not in COLLECTIONS:
+            raise KeyError(f"unknown collection {collection!r}; known: {list(COLLECTIONS)}")
+        with self._lock:
+            prepared = self._with_defaults(collection, items, existing=self._data[collection])
+            records = _validated(collection, prepared)
+            candidate = dict(self._data)
+            candidate[collection] = [*self._data[collection], *records]
+            _check_integrity(candidate)
+            self._data = candidate
+            return len(records)
+
+    def _with_defaults(self, collection: str, items: list[Any], *, existing: list[Record]) -> list[Any]:
+        prepared = []
+        next_number = _next_patient_number(existing)
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise TypeError(f"item {index}: a record is a JSON object, not {type(item).__name__}")
+            item = dict(item)
+            if collection == "patients" and "patient_id" not in item:
+                item["patient_id"] = f"P{next_number:06d}"
+                item.setdefault("visit_card_no", f"V1{next_number:07d}")
+                next_number += 1
+            if collection == "schedules" and "schedule_id" not in item and _SLOT_KEYS <= set(item):
+                day = str(item["date"]).replace("-", "")
+                item["schedule_id"] = f"S{day}{item['doctor_code']}{str(item['half_day']).upper()}"
+            prepared.append(item)
+        return prepared
+
+    # -- the HIS operations -----------------------------------------------------------------------
+    def find_patient(self, **criteria: str | None) -> PatientRecord:
+        given = {key: value.strip() for key, value in criteria.items() if value and value.strip()}
+        if len(given) != 1:
+            raise Invalid("请提供且只提供一个查询条件：身份证号、就诊卡号、医保卡号或患者ID")
+        (key, value), = given.items()
+        if key == "id_number":
+            value = value.upper()
+        with self._lock:
+            for patient in self._data["patients"]:
+                if getattr(patient, key) == value:
+                    return patient
+        raise NotFound("未找到患者档案")
+
+    def create_patient(self, *, name: str, id_number: str, phone: str, gender: str | None = None,
+                       birth_date: dt.date | None = None, insurance_card_no: str | None = None) -> PatientRecord:
+        name, id_number, phone = name.strip(), id_number.strip().upper(), phone.strip()
+        insurance_card_no = (insurance_card_no or "").strip() or None
+        if not name:
+            raise Invalid("姓名不能为空")
+        if not is_valid_id_number(id_number):
+            raise Invalid("身份证号码无效，请核对后重试")
+        if gender is not None and gender != gender_from_id(id_number):
+            raise Invalid("性别与身份证号码不符")
+        if birth_date is not None and birth_date != birth_date_from_id(id_number):
+            raise Invalid("出生日期与身份证号码不符")
+        if not is_valid_phone(phone):
+            raise Invalid("手机号码无效，请输入11位手机号码")
+        with self._lock:
+            patients = self._data["patients"]
+            if any(p.id_number == id_number for p in patients):
+                raise Conflict("该身份证号码已建档，请直接刷身份证就诊")
+            if insurance_card_no and any(p.insurance_card_no == insurance_card_no for p in patients):
+                raise Conflict("该医保卡已关联其他患者档案")
+            number = _next_patient_number(patients)
+            try:
+                patient = PatientRecord(patient_id=f"P{number:06d}", name=name, id_number=id_number, phone=phone,
+                                        visit_card_no=f"V1{number:07d}", insurance_card_no=insurance_card_no)
+            except ValidationError as exc:
+                raise Invalid(f"建档信息有误：{describe_validation_error(exc)}") from None
+            self._data = {**self._data, "patients": [*patients, patient]}
+            return patient
+
+    def current_admission(self, patient_id: str) -> AdmissionRecord | None:
+        with self._lock:
+            self._patient(patient_id)
+            return next((a for a in self._data["admissions"]
+                         if a.patient_id == patient_id and a.discharged_on is None), None)
+
+    def department_tree(self) -> list[dict[str, Any]]:
+        with self._lock:
+            departments = list(self._data["departments"])
+        tree = []
+        for group in (d for d in departments if d.parent_code is None):
+            children = [d.model_dump(mode="json") for d in departments if d.parent_code == group.code]
+            tree.append({**group.model_dump(mode="json"), "children": children})
+        return tree
+
+    def doctors(self, department_code: str | None = None) -> list[dict[str, Any]]:
+        """Doctors of a department, or of every department of a group when given a group's code."""
+        with self._lock:
+            wanted = self._department_and_children(department_code)
+            return [d.model_dump(mode="json") for d in self._data["doctors"]
+                    if wanted is None or d.department_code in wanted]
+
+    def schedules(self, on: dt.date | None = None, department_code: str | None = None,
+                  doctor_code: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            wanted = self._department_and_children(department_code)
+            departments = {d.code: d for d in self._data["departments"]}
+            doctors = {d.code: d for d in self._data["doctors"]}
+            slots = [s for s in self._data["schedules"]
+                     if (on is None or s.date == on)
+                     and (wanted is None or s.department_code in wanted)
+                     and (doctor_code is None or s.doctor_code == doctor_code)]
+        slots.sort(key=lambda s: (s.date, s.half_day != HalfDay.AM, s.department_code, s.doctor_code))
+        return [{
+            **s.model_dump(mode="json"),
+            "department_name": departments[s.department_code].name,
+            "doctor_name": doctors[s.doctor_code].name,
+            "doctor_title": doctors[s.doctor_code].title.value,
+        } for s in slots]
+
+    def visits(self, patient_id: str, status: OrderStatus | None = None) -> list[dict[str, Any]]:
+        """The patient's orders grouped by visit, newest visit first."""
+        with self._lock:
+            self._patient(patient_id)
+            departments = {d.code: d for d in self._data["departments"]}
+            doctors = {d.code: d for d in self._data["doctors"]}
+            orders = [o for o in self._data["orders"]
+                      if o.patient_id == patient_id and (status is None or o.status == status)]
+        visits: dict[str, dict[str, Any]] = {}
+        for order in orders:
+            visit = visits.setdefault(order.visit_no, {
+                "visit_no": order.visit_no,
+                "visit_date": order.visit_date.isoformat(),
+                "department_code": order.department_code,
+                "department_name": departments[order.department_code].name,
+                "doctor_code": order.doctor_code,
+                "doctor_name": doctors[order.doctor_code].name,
+                "items": [],
+                "total_amount": 0,
+            })
+            for item in order.items:
+                visit["items"].append({"order_no": order.order_no, "status": order.status.value,
+                                       **item.model_dump(mode="json")})
+                visit["total_amount"] += item.amount
+        result = sorted(visits.values(), key=lambda v: (v["visit_date"], v["visit_no"]), reverse=True)
+        for visit in result:
+            visit["total_amount"] = f"{visit['total_amount']:.2f}"
+        return result
+
+    def exam_orders(self, patient_id: str, status: OrderStatus | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            self._patient(patient_id)
+            departments = {d.code: d for d in self._data["departments"]}
+            orders = [o for o in self._data["exam_orders"]
+                      if o.patient_id == patient_id and (status is None or o.status == status)]
+        orders.sort(key=lambda o: (o.ordered_on, o.order_no), reverse=True)
+        return [{
+            **o.model_dump(mode="json", exclude={"patient_id"}),
+            "department_name": departments[o.department_code].name,
+            "location": departments[o.department_code].location,
+        } for o in orders]
+
+    def _patient(self, patient_id: str) -> PatientRecord:
+        for patient in self._data["patients"]:
+            if patient.patient_id == patient_id:
+                return patient
+        raise NotFound("未找到患者档案")
+
+    def _department_and_children(self, code: str | None) -> set[str] | None:
+        if code is None:
+            return None
+        return {code} | {d.code for d in self._data["departments"] if d.parent_code == code}
+
+
+def _next_patient_number(patients: Iterable[Record]) -> int:
+    numbers = [int(m.group(1)) for p in patients if (m := _PATIENT_NUMBER.match(getattr(p, "patient_id", "")))]
+    return max(numbers, default=0) + 1
+
+
+def _validated(collection: str, items: list[Any]) -> list[Record]:
+    model = RECORD_TYPES[collection]
+    records = []
+    for index, item in enumerate(items):
+        try:
+            records.append(model.model_validate(item))
+        except ValidationError as exc:
+            raise ValueError(f"item {index}: {describe_validation_error(exc)}") from None
+    return records
+
+
+def _unique(records: list[Record], key: Callable[[Any], Any], what: str) -> None:
+    seen: set[Any] = set()
+    for record in records:
+        value = key(record)
+        if value is None:
+            continue
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+
+
+def _check_integrity(data: Data) -> None:
+    """Unique keys and references that resolve; raises ValueError naming the first problem."""
+    patients: list[PatientRecord] = data["patients"]  # type: ignore[assignment]
+    departments: list[DepartmentRecord] = data["departments"]  # type: ignore[assignment]
+    doctors: list[DoctorRecord] = data["doctors"]  # type: ignore[assignment]
+    schedules: list[ScheduleRecord] = data["schedules"]  # type: ignore[assignment]
+    orders: list[OrderRecord] = data["orders"]  # type: ignore[assignment]
+    exam_orders: list[ExamOrderRecord] = data["exam_orders"]  # type: ignore[assignment]
+    admissions: list[AdmissionRecord] = data["admissions"]  # type: ignore[assignment]
+
+    _unique(patients, lambda p: p.patient_id, "patient_id")
+    _unique(patients, lambda p: p.id_number, "id_number")
+    _unique(patients, lambda p: p.visit_card_no, "visit_card_no")
+    _unique(patients, lambda p: p.insurance_card_no, "insurance_card_no")
+    _unique(departments, lambda d: d.code, "department code")
+    _unique(doctors, lambda d: d.code, "doctor code")
+    _unique(schedules, lambda s: s.schedule_id, "schedule_id")
+    _unique(schedules, lambda s: (s.doctor_code, s.date.isoformat(), s.half_day.value), "doctor/date/half_day slot")
+    _unique(orders, lambda o: o.order_no, "order_no")
+    _unique(exam_orders, lambda o: o.order_no, "exam order_no")
+    _unique(admissions, lambda a: a.admission_no, "admission_no")
+    _unique(admissions, lambda a: a.patient_id if a.discharged_on is None else None, "current admission of patient")
+
+    patient_ids = {p.patient_id for p in patients}
+    groups = {d.code for d in departments if d.parent_code is None}
+    department_codes = {d.code for d in departments}
+    doctor_codes = {d.code for d in doctors}
+
+    def refer(value: str, known: set[str], what: str, owner: str) -> None:
+        if value not in known:
+            raise ValueError(f"{owner} names {what} {value!r}, which does not exist")
+
+    for d in departments:
+        if d.parent_code is not None:
+            refer(d.parent_code, groups, "top-level department", f"department {d.code}")
+    for d in doctors:
+        refer(d.department_code, department_codes - groups, "clinical department", f"doctor {d.code}")
+    for s in schedules:
+        refer(s.department_code, department_codes, "department", f"schedule {s.schedule_id}")
+        refer(s.doctor_code, doctor_codes, "doctor", f"schedule {s.schedule_id}")
+    visits: dict[str, tuple[str, dt.date, str, str]] = {}
+    for o in orders:
+        refer(o.patient_id, patient_ids, "patient", f"order {o.order_no}")
+        refer(o.department_code, department_codes, "department", f"order {o.order_no}")
+        refer(o.doctor_code, doctor_codes, "doctor", f"order {o.order_no}")
+        shape = (o.patient_id, o.visit_date, o.department_code, o.doctor_code)
+        if visits.setdefault(o.visit_no, shape) != shape:
+            raise ValueError(f"order {o.order_no}: visit {o.visit_no} already has another patient, date, "
+                             "department or doctor")
+    for e in exam_orders:
+        refer(e.patient_id, patient_ids, "patient", f"exam order {e.order_no}")
+        refer(e.department_code, department_codes, "department", f"exam order {e.order_no}")
+    for a in admissions:
+        refer(a.patient_id, patient_ids, "patient", f"admission {a.admission_no}")
