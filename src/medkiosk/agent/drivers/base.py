@@ -49,7 +49,7 @@ class PeripheralStatus(BaseModel):
         return self.state in (PeripheralState.OK, PeripheralState.WARNING)
 
     def for_heartbeat(self) -> dict[str, Any]:
-        return {**self.extra, "state": self.state.value, "detail": self.detail}
+        return {**self.extra, "state": self.state.value, "detail": self.detail[:200]}
 
 
 class Medium(StrEnum):
@@ -66,7 +66,7 @@ class CardRead(BaseModel):
     card_no: str = Field(min_length=1, max_length=40)
     card_sn: str = Field(default="", max_length=64)
     id_number: str = Field(default="", max_length=18)
-    name: str = Field(default="", max_length=50)
+    name: str = Field(default="", max_length=40)
 
     def identify_body(self) -> dict[str, Any]:
         return {"medium": self.medium.value, "card_no": self.card_no, "card_sn": self.card_sn,
@@ -82,10 +82,10 @@ class IdCardRead(BaseModel):
 
     medium: Literal[Medium.ID_CARD] = Medium.ID_CARD
     id_number: str = Field(min_length=15, max_length=18)
-    name: str = Field(min_length=1, max_length=50)
+    name: str = Field(min_length=1, max_length=40)
     gender: Literal["M", "F"] | None = None
     birth_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
-    address: str = Field(default="", max_length=120)
+    address: str = Field(default="", max_length=200)
 
     def identify_body(self) -> dict[str, Any]:
         return {"medium": self.medium.value, "id_number": self.id_number, "name": self.name,
@@ -99,7 +99,7 @@ class ScanRead(BaseModel):
     """A code at the scanner: the national insurance e-certificate QR, or a visit card's barcode."""
 
     medium: Literal[Medium.E_CERTIFICATE, Medium.VISIT_CARD]
-    qrcode: str | None = Field(default=None, max_length=1000)
+    qrcode: str | None = Field(default=None, max_length=512)
     visit_card_no: str | None = Field(default=None, max_length=40)
 
     def identify_body(self) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""The identification loop: reads from the agent's own readers go to the service; its answer to the page.
+
+Identity reaches the service only from here, never from the page: the page can wait for an
+outcome and can answer the service's phone question for a pending identification, nothing more.
+A ``needs_phone`` outcome carries a ``pending`` token that the agent keeps and the page never sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from medkiosk.agent.client import ServiceClient, ServiceUnavailable
+from medkiosk.agent.drivers.base import MediumRead, Reader
+from medkiosk.agent.logs import get_logger, mask_name
+
+log = get_logger("medkiosk.agent.identification")
+
+OUTCOME_TTL_SECONDS = 60.0  # an outcome nobody collected within this is stale: the patient has gone
+
+UNREACHABLE = {"outcome": "error", "message": "暂时无法连接医院服务，请稍后再试",
+               "next_step": "请稍后重新刷卡，或到人工窗口办理"}
+UNEXPECTED = {"outcome": "error", "message": "身份识别暂时无法完成", "next_step": "请稍后重新刷卡，或到人工窗口办理"}
+OUTCOMES = {"identified", "refused", "needs_phone", "error"}
+
+
+class OutcomeMailbox:
+    """One slot for the latest outcome, collected by the page's long-poll."""
+
+    def __init__(self, ttl: float = OUTCOME_TTL_SECONDS) -> None:
+        self._ttl = ttl
+        self._item: tuple[dict[str, Any], float] | None = None
+        self._arrived = asyncio.Event()
+
+    def post(self, outcome: dict[str, Any]) -> None:
+        self._item = (outcome, time.monotonic())
+        self._arrived.set()
+
+    def clear(self) -> None:
+        self._item = None
+
+    def wake(self) -> None:
+        """Wake waiters without an outcome (shutting down)."""
+        self._arrived.set()
+
+    def _take(self) -> dict[str, Any] | None:
+        if self._item is None:
+            return None
+        outcome, at = self._item
+        self._item = None
+        return outcome if time.monotonic() - at <= self._ttl else None
+
+    async def take(self, timeout: float, gone: Callable[[], Awaitable[bool]] | None = None,
+                   check_every: float = 1.0) -> dict[str, Any] | None:
+        """The next outcome, or None after ``timeout``; stops early (taking nothing) if ``gone()``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            outcome = self._take()
+            if outcome is not None:
+                return outcome
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, check_every))
+            if gone is not None and self._item is None and await gone():
+                return None
+
+
+def _reply_outcome(status: int, payload: Any) -> dict[str, Any]:
+    """The service's reply as an outcome; anything without one becomes an agent-made error."""
+    if isinstance(payload, dict) and payload.get("outcome") in OUTCOMES:
+        return payload
+    if isinstance(payload, dict) and payload.get("message"):
+        return {"outcome": "error", "message": payload["message"],
+                "next_step": payload.get("next_step") or UNEXPECTED["next_step"]}
+    return dict(UNEXPECTED)
+
+
+class Identification:
+    """Owns the readers' loop, the outcome mailbox and the pending token of a ``needs_phone``."""
+
+    def __init__(self, readers: dict[str, Reader], client: ServiceClient) -> None:
+        self.readers = readers
+        self.client = client
+        self.mailbox = OutcomeMailbox()
+        self._pending: str | None = None
+        self._epoch = 0  # bumped when a session ends: replies to older reads are dropped
+        self._events: asyncio.Queue[MediumRead] = asyncio.Queue()
+
+    @property
+    def has_pending(self) -> bool:
+        return self._pending is not None
+
+    async def run(self) -> None:
+        """Run until cancelled: one task per reader feeds a queue handled in order."""
+        async with asyncio.TaskGroup() as group:
+            for name, reader in self.readers.items():
+                group.create_task(self._watch(name, reader), name=f"reader:{name}")
+            group.create_task(self._consume(), name="identify")
+
+    async def _watch(self, name: str, reader: Reader) -> None:
+        while True:
+            try:
+                read = await reader.next_read()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a flaky reader must not stop the others
+                log.exception("reader_failed", reader=name)
+                await asyncio.sleep(1.0)
+                continue
+            await self._events.put(read)
+
+    async def _consume(self) -> None:
+        while True:
+            read = await self._events.get()
+            try:
+                await self.identify(read)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep identifying the next patient whatever happened
+                log.exception("identify_crashed", medium=read.medium.value)
+                self.mailbox.post(dict(UNEXPECTED))
+
+    async def identify(self, read: MediumRead) -> dict[str, Any]:
+        epoch = self._epoch
+        log.info("medium_read", **read.masked())
+        outcome = await self._call("/api/device/identify", read.identify_body(), medium=read.medium.value)
+        if epoch != self._epoch:
+            log.info("identify_reply_dropped", reason="session ended meanwhile", medium=read.medium.value)
+            return outcome
+        outcome = self._keep_pending(outcome)
+        self.mailbox.post(outcome)
+        return outcome
+
+    async def answer_phone(self, phone: str) -> dict[str, Any] | None:
+        """Complete a ``needs_phone`` identification; None when there is nothing pending."""
+        if self._pending is None:
+            return None
+        epoch = self._epoch
+        outcome = await self._call("/api/device/identify/phone", {"pending": self._pending, "phone": phone},
+                                   medium="phone")
+        if epoch != self._epoch:
+            return dict(UNEXPECTED)
+        return self._keep_pending(outcome)
+
+    def session_ended(self) -> None:
+        self._epoch += 1
+        self._pending = None
+        self.mailbox.clear()
+        while not self._events.empty():
+            self._events.get_nowait()
+        for name, reader in self.readers.items():
+            try:
+                reader.release()
+            except Exception:  # noqa: BLE001
+                log.exception("reader_release_failed", reader=name)
+
+    def _keep_pending(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        kind = outcome.get("outcome")
+        if kind == "needs_phone":
+            outcome = dict(outcome)
+            token = outcome.pop("pending", None)
+            if token:
+                self._pending = str(token)
+            log.info("identify_needs_phone", masked_name=mask_name(str(outcome.get("masked_name", ""))))
+        elif kind in ("identified", "refused"):
+            self._pending = None
+        # "error" keeps any pending token: the patient may try the phone again.
+        return outcome
+
+    async def _call(self, path: str, body: dict[str, Any], *, medium: str) -> dict[str, Any]:
+        try:
+            response = await asyncio.to_thread(self.client.post, path, body)
+        except ServiceUnavailable as exc:
+            log.warning("identify_unreachable", medium=medium, error=str(exc))
+            return dict(UNREACHABLE)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        outcome = _reply_outcome(response.status_code, payload)
+        (log.warning if response.status_code >= 400 else log.info)(
+            "identify_outcome", medium=medium, status=response.status_code, outcome=outcome.get("outcome"))
+        return outcome
