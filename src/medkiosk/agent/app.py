@@ -31,7 +31,8 @@ from medkiosk.agent.errors import NO_STORE, AgentError, error_body, install_erro
 from medkiosk.agent.forwarding import FORWARDED_REQUEST_HEADERS, FORWARDED_RESPONSE_HEADERS, service_path
 from medkiosk.agent.heartbeat import Heartbeat
 from medkiosk.agent.identification import Identification
-from medkiosk.agent.logs import configure_logging, get_logger, mask_phone
+from medkiosk.domain.masking import mask_phone
+from medkiosk.logging import configure_logging, get_logger
 from medkiosk.agent.printing import PrintQueue
 
 log = get_logger("medkiosk.agent")
@@ -285,10 +286,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def run_agent(settings: AgentSettings | None = None) -> None:
     """``medkiosk agent``: run this kiosk's agent in the foreground until stopped."""
+    import structlog
     import uvicorn
 
     settings = settings or AgentSettings()
-    configure_logging()
+    if not structlog.is_configured():  # the CLI configures logging before it calls us
+        configure_logging()
     app = create_agent_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=3)

@@ -28,7 +28,7 @@ from medkiosk.agent.drivers.simulated import (
     SimulatedReader,
 )
 from medkiosk.agent.errors import AgentError
-from medkiosk.agent.logs import mask_name
+from medkiosk.domain.masking import mask_name
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id
 from medkiosk.simulators.personas import PERSONAS, Persona
 

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medkiosk.agent.logs import get_logger
+from medkiosk.logging import get_logger
 
 log = get_logger("medkiosk.agent.http")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from medkiosk.agent.client import ServiceClient, ServiceUnavailable
 from medkiosk.agent.drivers.base import Drivers, PeripheralState, PeripheralStatus
-from medkiosk.agent.logs import get_logger
+from medkiosk.logging import get_logger
 
 log = get_logger("medkiosk.agent.heartbeat")
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from medkiosk.agent.client import ServiceClient, ServiceUnavailable
 from medkiosk.agent.drivers.base import MediumRead, Reader
-from medkiosk.agent.logs import get_logger, mask_name
+from medkiosk.domain.masking import mask_name
+from medkiosk.logging import get_logger
 
 log = get_logger("medkiosk.agent.identification")
 

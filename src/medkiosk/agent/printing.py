@@ -12,7 +12,7 @@ from typing import Any
 from medkiosk.agent.drivers.base import Peripheral, PeripheralError, PrintJob
 from medkiosk.agent.drivers.escpos_printer import refusal_for
 from medkiosk.agent.errors import AgentError
-from medkiosk.agent.logs import get_logger
+from medkiosk.logging import get_logger
 
 log = get_logger("medkiosk.agent.printing")
 

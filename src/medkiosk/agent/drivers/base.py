@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from medkiosk.agent.documents import Receipt
-from medkiosk.agent.logs import mask_middle, mask_name
+from medkiosk.domain.masking import mask_card, mask_id_number, mask_name
 
 
 class PeripheralState(StrEnum):
@@ -73,8 +73,8 @@ class CardRead(BaseModel):
                 "id_number": self.id_number, "name": self.name}
 
     def masked(self) -> dict[str, str]:
-        return {"medium": self.medium.value, "card_no": mask_middle(self.card_no),
-                "id_number": mask_middle(self.id_number), "name": mask_name(self.name)}
+        return {"medium": self.medium.value, "card_no": mask_card(self.card_no),
+                "id_number": mask_id_number(self.id_number), "name": mask_name(self.name)}
 
 
 class IdCardRead(BaseModel):
@@ -92,7 +92,7 @@ class IdCardRead(BaseModel):
                 "gender": self.gender, "birth_date": self.birth_date, "address": self.address}
 
     def masked(self) -> dict[str, str]:
-        return {"medium": self.medium.value, "id_number": mask_middle(self.id_number), "name": mask_name(self.name)}
+        return {"medium": self.medium.value, "id_number": mask_id_number(self.id_number), "name": mask_name(self.name)}
 
 
 class ScanRead(BaseModel):
@@ -109,7 +109,7 @@ class ScanRead(BaseModel):
 
     def masked(self) -> dict[str, str]:
         value = self.qrcode if self.medium is Medium.E_CERTIFICATE else self.visit_card_no
-        return {"medium": self.medium.value, "code": mask_middle(value or "")}
+        return {"medium": self.medium.value, "code": mask_card(value)}
 
 
 MediumRead = CardRead | IdCardRead | ScanRead
