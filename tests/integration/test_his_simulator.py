@@ -563,3 +563,9 @@ def test_the_adapter_logs_no_personal_data(his, caplog):
         his.create_patient(NewPatient(name=persona.name, id_number=persona.id_number, phone=persona.phone))
     assert caplog.records, "the adapter logs its calls"
     assert not any(secret in caplog.text for secret in (persona.name, persona.id_number, persona.phone))
+
+
+def test_a_patient_found_carries_their_current_admission(his):
+    inpatient = his.find_patient(id_number=PERSONAS["inpatient"].id_number)
+    assert inpatient.admission is not None and inpatient.admission.ward == "心内科一病区"
+    assert his.find_patient(id_number=PERSONAS["local_employee"].id_number).admission is None

@@ -212,8 +212,23 @@ class IdentifyService:
                                 patient.birth_date), patient
             if read.medium is Medium.ID_CARD:
                 return self._resolve_id_card(read)
-            insured = self._insured_from(read)
-            patient = self._his.find_patient(id_number=insured.id_number)
+            if read.medium is Medium.INSURANCE_CARD:
+                if not read.card_no:
+                    raise Refusal("unreadable", "未能读取医保卡，请重新插卡。", "重新插卡")
+                # HIS usually knows the card: ask it while the platform answers 1101.
+                his_future = self._executor.submit(self._his.find_patient, insurance_card_no=read.card_no)
+                insured = self._insurance.person_info(Certificate(kind="03", number=read.card_no,
+                                                                  card_sn=read.card_sn))
+                patient = his_future.result()
+            else:
+                if not read.qrcode:
+                    raise Refusal("unreadable", "未能识别二维码，请重新出示医保电子凭证。", "重新扫码")
+                certificate = self._insurance.resolve_e_certificate(read.qrcode)
+                his_future = self._executor.submit(self._his.find_patient, id_number=certificate.id_number)
+                insured = self._insurance.person_info(Certificate(kind="01", number=certificate.token))
+                patient = his_future.result()
+            if patient is None or (patient.id_number or "").upper() != insured.id_number.upper():
+                patient = self._his.find_patient(id_number=insured.id_number)
             return Identity(read.medium, insured.id_number, insured.name, insured.gender, insured.birth_date,
                             insured, insurance_card_no=read.card_no), patient
         except UpstreamNotFound as exc:
@@ -222,16 +237,6 @@ class IdentifyService:
             raise Refusal("upstream_refused", exc.message) from exc
         except UpstreamError as exc:
             raise _unavailable(exc) from exc
-
-    def _insured_from(self, read: MediumRead) -> InsuredPerson:
-        if read.medium is Medium.INSURANCE_CARD:
-            if not read.card_no:
-                raise Refusal("unreadable", "未能读取医保卡，请重新插卡。", "重新插卡")
-            return self._insurance.person_info(Certificate(kind="03", number=read.card_no, card_sn=read.card_sn))
-        if not read.qrcode:
-            raise Refusal("unreadable", "未能识别二维码，请重新出示医保电子凭证。", "重新扫码")
-        certificate = self._insurance.resolve_e_certificate(read.qrcode)
-        return self._insurance.person_info(Certificate(kind="01", number=certificate.token))
 
     def _resolve_id_card(self, read: MediumRead) -> tuple[Identity, HisPatient | None]:
         if not read.id_number or not is_valid_id_number(read.id_number):
@@ -257,10 +262,7 @@ class IdentifyService:
                         read.birth_date or birth_date_from_id(read.id_number), insured, notices=notices), patient
 
     def _admit(self, device: AuthenticatedDevice, identity: Identity, patient: HisPatient) -> IdentifyResult:
-        try:
-            admission = self._his.current_admission(patient.patient_id)
-        except UpstreamError as exc:
-            raise _unavailable(exc) from exc
+        admission = patient.admission  # current as of the look-up that found the patient
         if admission is not None and device.terminal_type is TerminalType.OUTPATIENT:
             raise Refusal(
                 "inpatient",

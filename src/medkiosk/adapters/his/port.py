@@ -120,6 +120,8 @@ class HisPatient(HisModel):
     phone: str | None = Field(default=None, repr=False)
     visit_card_no: str | None = Field(default=None, repr=False)
     insurance_card_no: str | None = Field(default=None, repr=False)
+    admission: Admission | None = Field(
+        default=None, description="current admission as of this reply (find only; a new patient has none)")
 
 
 class NewPatient(HisModel):
@@ -261,3 +263,6 @@ class HisPort(Protocol):
     def exam_orders(self, patient_id: str) -> list[ExamOrder]:
         """The patient's paid exam orders (booked or not), newest first."""
         ...
+
+
+HisPatient.model_rebuild()

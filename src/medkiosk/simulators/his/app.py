@@ -101,8 +101,15 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
         criteria = {"id_number": id_number, "visit_card_no": visit_card_no,
                     "insurance_card_no": insurance_card_no, "patient_id": patient_id}
         journal = {key: _mask(value) for key, value in criteria.items() if value}
-        return await operate("patients.find", journal,
-                             lambda: state.find_patient(**criteria).model_dump(mode="json"))
+        def run() -> dict[str, Any]:
+            patient = state.find_patient(**criteria)
+            current = state.current_admission(patient.patient_id)
+            # The current admission travels with the patient so a kiosk checks 门住分离 without a second call.
+            return {**patient.model_dump(mode="json"),
+                    "admission": current.model_dump(mode="json", exclude={"patient_id", "discharged_on"})
+                    if current else None}
+
+        return await operate("patients.find", journal, run)
 
     @his.post("/patients", status_code=201)
     async def create_patient(body: NewPatientBody) -> dict[str, Any]:
