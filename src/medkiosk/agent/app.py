@@ -123,6 +123,12 @@ def _service_json(response: Any) -> Any:
         return None
 
 
+def _note_refusal(response: Any, path: str) -> None:
+    """A 401 means the service refused this device (key, clock skew, disabled): staff must know."""
+    if response.status_code == 401:
+        log.warning("service_refused_device", path=path, reply=response.text[:200])
+
+
 def _unavailable(exc: ServiceUnavailable) -> AgentError:
     message, next_step = UNKNOWN_OUTCOME if exc.outcome_unknown else UNREACHABLE
     return AgentError(504 if exc.outcome_unknown else 502, message, next_step)
@@ -189,8 +195,11 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
         except ServiceUnavailable as exc:
             log.warning("home_unreachable", error=str(exc))
             return JSONResponse({**local, **error_body(*UNREACHABLE)}, 503, headers=NO_STORE)
+        _note_refusal(response, "/api/kiosk/home")
         home = _service_json(response)
         home = home if isinstance(home, dict) else {}
+        if response.status_code >= 400 and "message" not in home:
+            home.update(error_body(*UNREACHABLE))
         return JSONResponse({**home, **local}, response.status_code, headers=NO_STORE)
 
     @app.get("/local/identify/wait")
@@ -262,6 +271,7 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
         except ServiceUnavailable as exc:
             log.warning("forward_failed", path=target, error=str(exc), outcome_unknown=exc.outcome_unknown)
             raise _unavailable(exc) from exc
+        _note_refusal(response, target)
         passed = {name: response.headers[name] for name in FORWARDED_RESPONSE_HEADERS if name in response.headers}
         return Response(response.content, response.status_code, headers={**passed, **NO_STORE})
 

@@ -72,7 +72,7 @@ class OutcomeMailbox:
                 return None
 
 
-def _reply_outcome(status: int, payload: Any) -> dict[str, Any]:
+def _reply_outcome(payload: Any) -> dict[str, Any]:
     """The service's reply as an outcome; anything without one becomes an agent-made error."""
     if isinstance(payload, dict) and payload.get("outcome") in OUTCOMES:
         return payload
@@ -145,8 +145,8 @@ class Identification:
         epoch = self._epoch
         outcome = await self._call("/api/device/identify/phone", {"pending": self._pending, "phone": phone},
                                    medium="phone")
-        if epoch != self._epoch:
-            return dict(UNEXPECTED)
+        if epoch != self._epoch:  # the page ended the session while the service answered
+            return None
         return self._keep_pending(outcome)
 
     def session_ended(self) -> None:
@@ -184,7 +184,9 @@ class Identification:
             payload = response.json()
         except ValueError:
             payload = None
-        outcome = _reply_outcome(response.status_code, payload)
+        if response.status_code == 401:
+            log.warning("service_refused_device", path=path, reply=response.text[:200])
+        outcome = _reply_outcome(payload)
         (log.warning if response.status_code >= 400 else log.info)(
             "identify_outcome", medium=medium, status=response.status_code, outcome=outcome.get("outcome"))
         return outcome

@@ -1,0 +1,106 @@
+"""The identification loop's rules: the pending token stays in the agent, a session's end forgets everything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from medkiosk.agent.client import ServiceClient
+from medkiosk.agent.drivers.base import CardRead
+from medkiosk.agent.drivers.simulated import SimulatedInsuranceCardReader
+from medkiosk.agent.identification import Identification, OutcomeMailbox
+from medkiosk.security.signing import DeviceSigner, generate_key
+
+CARD = CardRead(card_no="A32010011", card_sn="SN", id_number="320102197205185958", name="钱明")
+
+
+def identification(reply, seen: list | None = None) -> Identification:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append((request.url.path, json.loads(request.content)))
+        return reply(request)
+
+    client = ServiceClient("http://service.test", DeviceSigner("K1", generate_key()),
+                           transport=httpx.MockTransport(handler))
+    return Identification({"insurance_card_reader": SimulatedInsuranceCardReader()}, client)
+
+
+def needs_phone_then_identified(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/api/device/identify":
+        return httpx.Response(200, json={"outcome": "needs_phone", "masked_name": "钱*", "message": "请输入手机号",
+                                         "next_step": "输入后确定", "pending": "secret"})
+    return httpx.Response(200, json={"outcome": "identified", "session": {"id": "s1"}})
+
+
+def test_a_needs_phone_reply_loses_its_token_on_the_way_to_the_page_and_the_phone_answer_carries_it():
+    seen: list = []
+    ident = identification(needs_phone_then_identified, seen)
+
+    async def scenario():
+        shown = await ident.identify(CARD)
+        done = await ident.answer_phone("13905150011")
+        return shown, done
+
+    shown, done = asyncio.run(scenario())
+    assert "pending" not in shown and shown["outcome"] == "needs_phone"
+    assert seen[1] == ("/api/device/identify/phone", {"pending": "secret", "phone": "13905150011"})
+    assert done == {"outcome": "identified", "session": {"id": "s1"}}
+    assert not ident.has_pending
+
+
+def test_an_unreachable_service_is_an_error_outcome_and_keeps_the_pending_token():
+    calls = {"n": 0}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return needs_phone_then_identified(request)
+        raise httpx.ConnectError("down")
+
+    ident = identification(flaky)
+
+    async def scenario():
+        await ident.identify(CARD)
+        return await ident.answer_phone("13905150011")
+
+    outcome = asyncio.run(scenario())
+    assert outcome["outcome"] == "error" and outcome["message"] and outcome["next_step"]
+    assert ident.has_pending
+
+
+def test_a_reply_without_an_outcome_becomes_an_error_not_a_pass_through():
+    ident = identification(lambda r: httpx.Response(401, json={"detail": {"message": "设备认证失败"}}))
+    outcome = asyncio.run(ident.identify(CARD))
+    assert outcome["outcome"] == "error"
+
+
+def test_a_reply_that_arrives_after_the_session_ended_is_dropped():
+    ident = identification(needs_phone_then_identified)
+
+    async def scenario():
+        identifying = asyncio.create_task(ident.identify(CARD))
+        await asyncio.sleep(0)  # the request is on its way
+        ident.session_ended()
+        await identifying
+        return await ident.mailbox.take(0.05)
+
+    assert asyncio.run(scenario()) is None
+    assert not ident.has_pending
+
+
+def test_the_mailbox_hands_an_outcome_to_one_waiter_and_forgets_stale_ones():
+    async def scenario():
+        box = OutcomeMailbox(ttl=60)
+        waiter = asyncio.create_task(box.take(2))
+        await asyncio.sleep(0.01)
+        box.post({"outcome": "refused"})
+        first = await waiter
+        second = await box.take(0.05)
+        stale = OutcomeMailbox(ttl=0)
+        stale.post({"outcome": "identified"})
+        await asyncio.sleep(0.01)
+        return first, second, await stale.take(0.05)
+
+    assert asyncio.run(scenario()) == ({"outcome": "refused"}, None, None)
