@@ -127,3 +127,12 @@ def test_nonces_are_forgotten_only_when_their_timestamps_alone_refuse_a_replay(d
         assert refused.value.reason == "expired"
     finally:
         container.close()
+
+
+def test_the_signature_covers_the_path_and_query_exactly_as_sent(service):
+    server, _, signer = service
+    path = "/api/kiosk/session?note=%E6%8C%82%E5%8F%B7"
+    response = httpx.get(server.url + path, headers=signer.headers("GET", path))
+    assert response.status_code == 200
+    decoded = "/api/kiosk/session?note=挂号"
+    assert httpx.get(server.url + path, headers=signer.headers("GET", decoded)).status_code == 401

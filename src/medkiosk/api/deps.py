@@ -14,9 +14,10 @@ def container(request: Request) -> Container:
 
 
 def signed_path(request: Request) -> str:
-    """The path the agent signed: path plus query string, as it appears on the wire."""
-    query = request.url.query
-    return request.url.path + (f"?{query}" if query else "")
+    """The path the agent signed: the raw path and query string exactly as they came on the wire."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    return raw.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
 
 
 async def authenticated_device(request: Request) -> AuthenticatedDevice:
