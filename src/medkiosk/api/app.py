@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from medkiosk import __version__
-from medkiosk.api import device, kiosk
+from medkiosk.api import device, kiosk, staff
 from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
 from medkiosk.settings import Settings, get_settings
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.container = container
     app.include_router(device.router)
     app.include_router(kiosk.router)
+    app.include_router(staff.router)
+    app.mount("/static/staff", staff.static_files(), name="staff-static")
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
