@@ -355,7 +355,7 @@ def test_a_bad_item_is_refused_with_422_and_nothing_is_added(his, sim):
     ("doctors", {"code": "D9", "name": "某", "title": "主任医师", "department_code": "9999", "level": "expert"},
      "does not exist"),
     ("schedules", {"date": "2030-01-01", "half_day": "am", "department_code": "0101", "doctor_code": "D010101",
-                   "level": "ordinary", "fee": 10.5, "total": 5, "remaining": 5}, "not a JSON number"),
+                   "level": "ordinary", "fee": 10.5, "total": 5, "remaining": 5}, "not a float"),
     ("patients", {"name": "重复", "id_number": PERSONAS["self_pay"].id_number, "phone": "13800000000"},
      "duplicate id_number"),
     ("orders", {"order_no": "X1", "patient_id": "P000001", "visit_no": "V", "visit_date": "2030-01-01",

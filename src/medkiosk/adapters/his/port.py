@@ -8,42 +8,12 @@ names, ``Decimal`` money, enums where the kiosk decides on a value. Personal dat
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Any, Protocol
+from typing import Protocol
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field
 
-CENT = Decimal("0.01")
-
-
-def _to_decimal(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError("money must not be a float")
-    if isinstance(value, str):
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not an amount") from None
-    return value
-
-
-def _cents(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("an amount must be finite")
-    if value != value.quantize(CENT):
-        raise ValueError("an amount has at most two decimal places")
-    return value.quantize(CENT)
-
-
-Money = Annotated[
-    Decimal,
-    BeforeValidator(_to_decimal),
-    AfterValidator(_cents),
-    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
-]
-"""Yuan, two places. Arrives as a string ("10.00") or an exact JSON number; never a float."""
-
+from medkiosk.domain.money import CENT, Money  # noqa: F401  (CENT re-exported for callers)
 
 class Gender(StrEnum):
     MALE = "M"

@@ -8,83 +8,28 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from medkiosk.adapters.his.port import DoctorLevel, ExamType, Gender, HalfDay, ItemKind, OrderStatus
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
+from medkiosk.domain.money import CENT, NonNegativeMoney as Money
 
-CENT = Decimal("0.01")
 _PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 
 
 def is_valid_phone(value: str) -> bool:
     """A mainland mobile number (11 digits) or a landline with its area code."""
     return bool(_PHONE_RE.match(value.strip()))
-
-
-def _refuse_float(value: Any) -> Any:
-    # A float has already lost the cents it was meant to carry: money travels as a string.
-    if isinstance(value, float):
-        raise ValueError('money must be a string such as "12.50", not a JSON number with a fraction')
-    if isinstance(value, str):
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not an amount") from None
-    return value
-
-
-def _two_places(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("an amount must be a finite number")
-    if value < 0:
-        raise ValueError("an amount cannot be negative")
-    if value != value.quantize(CENT):
-        raise ValueError("an amount has at most two decimal places")
-    return value.quantize(CENT)
-
-
-Money = Annotated[
-    Decimal,
-    BeforeValidator(_refuse_float),
-    AfterValidator(_two_places),
-    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="json"),
-]
-"""Yuan with two places; a string on the wire ("10.00"), a Decimal in Python."""
-
-
-class Gender(StrEnum):
-    MALE = "M"
-    """Male (the ID number's 17th digit is odd)."""
-    FEMALE = "F"
-    """Female (the ID number's 17th digit is even)."""
-
-
-class HalfDay(StrEnum):
-    AM = "am"
-    """Morning clinic."""
-    PM = "pm"
-    """Afternoon clinic."""
-
-
-class DoctorLevel(StrEnum):
-    ORDINARY = "ordinary"
-    """An ordinary clinic (普通号)."""
-    EXPERT = "expert"
-    """An expert clinic (专家号), dearer."""
 
 
 class DoctorTitle(StrEnum):
@@ -96,39 +41,6 @@ class DoctorTitle(StrEnum):
     """Attending physician."""
     RESIDENT = "住院医师"
     """Resident physician."""
-
-
-class ItemKind(StrEnum):
-    DRUG = "drug"
-    """A medicine on a prescription."""
-    LAB = "lab"
-    """A laboratory test."""
-    EXAM = "exam"
-    """An imaging or function exam (CT, MRI, ultrasound, ECG …)."""
-    TREATMENT = "treatment"
-    """A procedure or nursing service (infusion, nebulisation …)."""
-    MATERIAL = "material"
-    """A consumable medical material (syringe, infusion set …)."""
-    NON_MEDICAL = "non_medical"
-    """Not care at all (record copies, image discs): never paid by insurance."""
-
-
-class OrderStatus(StrEnum):
-    UNPAID = "unpaid"
-    """Ordered by a doctor and waiting to be paid."""
-    PAID = "paid"
-    """Paid; an exam order can now be booked."""
-
-
-class ExamType(StrEnum):
-    CT = "ct"
-    """Computed tomography."""
-    MRI = "mri"
-    """Magnetic resonance imaging (核磁)."""
-    ULTRASOUND = "ultrasound"
-    """Ultrasound (超声)."""
-    ECG = "ecg"
-    """Electrocardiogram (心电图)."""
 
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
