@@ -164,7 +164,8 @@ export class DemoPanel {
       this.printedList.replaceChildren(h("p", { class: "demo-empty" }, DEMO.printedNone));
       return;
     }
-    this.printedList.replaceChildren(...list.slice().reverse().slice(0, 5).map((item) => h("details",
+    // The agent lists them newest first.
+    this.printedList.replaceChildren(...list.slice(0, 5).map((item) => h("details",
       { class: "demo-printout" },
       h("summary", {}, `${item.title || item.kind || ""} · ${(item.printed_at || "").replace("T", " ").slice(0, 19)}`),
       item.text ? h("pre", {}, item.text) : h("p", {}, (item.files || []).join("\n")))));

@@ -1,0 +1,81 @@
+"""Helpers for the kiosk page's browser tests: what a patient (or the demo panel) does, and what we check."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import expect
+
+SHOTS = Path("/tmp/medkiosk-shots")
+POLL_GONE_SECONDS = 1.2  # the agent notices a dropped long-poll within ~1 s (OutcomeMailbox.take)
+
+
+class PageProblems:
+    """Console errors and uncaught exceptions: a CSP violation shows up here."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def watch(self, page) -> None:
+        page.on("console", lambda m: self.items.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.items.append(f"page error: {e}"))
+
+
+def leave_no_session(page) -> None:
+    """Log out through the page, as a patient would (退出), if someone is still identified."""
+    if page.is_closed():
+        return
+    if page.get_by_test_id("demo-close").is_visible():
+        page.get_by_test_id("demo-close").click()
+    if page.get_by_test_id("warn-dialog").is_visible():
+        page.get_by_test_id("warn-exit").click()
+    elif page.get_by_test_id("patient-bar").is_visible():
+        page.get_by_test_id("patient-logout").click()
+    elif page.get_by_test_id("start").is_visible():
+        return
+    elif page.get_by_test_id("nav-home").is_visible():
+        # Not identified: going home abandons a half-finished first visit and frees the readers.
+        if page.get_by_test_id("dialog-ok").is_visible():
+            page.get_by_test_id("dialog-ok").click()
+        page.get_by_test_id("nav-home").click()
+    page.get_by_test_id("start").wait_for(timeout=10_000)
+
+
+def session_of(agent_url: str):
+    """What the service says about the terminal's session, asked through its agent."""
+    response = httpx.get(f"{agent_url}/local/api/kiosk/session", timeout=10)
+    response.raise_for_status()
+    return response.json()["session"]
+
+
+def shoot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def open_kiosk(page, url: str) -> None:
+    page.goto(url + "/")
+    expect(page.get_by_test_id("start")).to_be_visible(timeout=15_000)
+
+
+def present(page, medium: str, persona: str) -> None:
+    """The demo panel puts a persona's card on a reader (or their code under the scanner)."""
+    page.get_by_test_id("demo-handle").click()
+    page.get_by_test_id(f"demo-{medium}-{persona}").click()
+    expect(page.get_by_test_id("demo-status")).to_contain_text("已发送")
+    page.get_by_test_id("demo-close").click()
+    # Closed, the drawer holds no persona names any more.
+    expect(page.get_by_test_id("demo-personas")).to_have_count(0)
+
+
+def close_pages(context) -> None:
+    """Close the pages and let the agents notice their long-polls are gone.
+
+    The agent checks a waiting poll's connection about once a second; until it has, an outcome
+    arriving for the next test could be handed to the closed page's poll and be lost.
+    """
+    for p in context.pages:
+        p.close()
+    time.sleep(POLL_GONE_SECONDS)
