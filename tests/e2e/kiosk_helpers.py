@@ -22,6 +22,10 @@ class PageProblems:
         page.on("console", lambda m: self.items.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: self.items.append(f"page error: {e}"))
 
+    def forgive(self, fragment: str) -> None:
+        """An error the test provoked on purpose (e.g. the 409 of a faulty reader)."""
+        self.items = [item for item in self.items if fragment not in item]
+
 
 def leave_no_session(page) -> None:
     """Log out through the page, as a patient would (退出), if someone is still identified."""
@@ -51,6 +55,10 @@ def session_of(agent_url: str):
 
 
 def shoot(page, name: str) -> None:
+    """Screenshot a screen for a human to look at, after checking it shows no programming junk."""
+    text = page.evaluate("document.body.innerText")
+    for junk in ("null", "undefined", "NaN", "[object"):
+        assert junk not in text, f"{name}: the screen shows {junk!r}"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 

@@ -71,6 +71,8 @@ def test_c_idle_patient_is_warned_can_ask_for_time_and_is_logged_out_leaving_no_
     expect(header.get_by_test_id("patient-name")).to_have_text("王*国", timeout=15_000)
     expect(page.get_by_test_id("patient-notices")).to_contain_text(VISIT_CARD_NOTICE)
     expect(header.get_by_test_id("session-countdown")).to_have_text(re.compile(r"^(30|29) 秒后自动退出$"))
+    page.get_by_test_id("nav-large-text").click()  # a tap: restarts the countdown, and is remembered…
+    expect(page.locator("html")).to_have_class(re.compile("large-text"))
 
     # Left idle, the page warns warn_seconds (20) before the end.
     warning = page.get_by_test_id("warn-dialog")
@@ -96,6 +98,7 @@ def test_c_idle_patient_is_warned_can_ask_for_time_and_is_logged_out_leaving_no_
     page.clock.run_for(31_000)
     expect(page.get_by_test_id("start")).to_be_visible(timeout=10_000)
     expect(header).to_be_hidden()
+    expect(page.get_by_test_id("nav-large-text")).to_have_attribute("aria-pressed", "false")  # …until now
 
     # The service's session is gone because the page logged out (its own 30 s had not passed).
     assert session_of(kiosk_url) is None
@@ -221,6 +224,29 @@ def test_g_a_tile_not_built_yet_says_coming_soon_and_back_and_home_work(page, ki
     expect(page.get_by_test_id("nav-large-text")).to_have_attribute("aria-pressed", "false")
 
 
+def test_demo_panel_plays_the_peripherals_and_says_so(page, problems, kiosk_url):
+    open_kiosk(page, kiosk_url)
+    page.get_by_test_id("demo-handle").click()
+    expect(page.get_by_text("演示工具")).to_be_visible()
+    expect(page.get_by_test_id("demo-personas")).to_contain_text("王*国")
+    page.get_by_test_id("demo-paper-low").click()
+    expect(page.get_by_test_id("demo-paper-low")).to_have_attribute("aria-pressed", "true")
+    page.get_by_test_id("demo-insurance-card-reader-fault").click()
+    expect(page.get_by_test_id("demo-insurance-card-reader-fault")).to_have_attribute("aria-pressed", "true")
+    shoot(page, "demo-panel")
+    # A faulty reader takes no card: the panel says why, the patient screen is unchanged.
+    page.get_by_test_id("demo-insurance-card-local_employee").click()
+    expect(page.get_by_test_id("demo-status")).to_contain_text("未成功")
+    problems.forgive("status of 409")
+    expect(page.get_by_test_id("start")).to_be_visible()
+    page.get_by_test_id("demo-insurance-card-reader-ok").click()
+    page.get_by_test_id("demo-paper-ok").click()
+    expect(page.get_by_test_id("demo-paper-ok")).to_have_attribute("aria-pressed", "true")
+    page.get_by_test_id("demo-close").click()
+    expect(page.get_by_test_id("demo-personas")).to_have_count(0)
+    assert "王*国" not in page.content()
+
+
 def test_a_session_ended_elsewhere_sends_the_page_home(page, kiosk_url):
     page.clock.install()
     open_kiosk(page, kiosk_url)
@@ -258,6 +284,12 @@ def test_screens_fit_large_type_and_large_targets_at_each_kiosk_size(browser, st
             const host = document.getElementById('screen').getBoundingClientRect();
             return [...document.querySelectorAll('.tile')].every(t => t.getBoundingClientRect().bottom <= host.bottom + 1);
         })()""")
+
+        # Everything the screen loaded (page, styles, scripts, pictograms, API replies) ≤ 200 KB.
+        loaded = page.evaluate("""[performance.getEntriesByType('navigation')[0],
+                                   ...performance.getEntriesByType('resource')]
+                                  .reduce((sum, e) => sum + (e.transferSize || e.encodedBodySize || 0), 0)""")
+        assert 0 < loaded <= 200 * 1024, loaded
 
         page.get_by_test_id("start").click()
         expect(page.get_by_test_id("waiting")).to_be_visible()

@@ -6,7 +6,7 @@
 
 import { api, ApiError, quietly } from "./api.js";
 import { DemoPanel } from "./demo-panel.js";
-import { clear, h, icon } from "./dom.js";
+import { clear, h, icon, replaceChildren } from "./dom.js";
 import { formatDate, formatTime, formatYuan, T } from "./messages.js";
 import {
   homeScreen, identifyScreen, menuScreen, phoneScreen, refusedScreen, showInlineError, startingScreen,
@@ -466,7 +466,7 @@ function openInfo({ title, body, next, iconName = "info", testid = "info-dialog"
 }
 
 function setInfoBody(body, next) {
-  $("info-body").replaceChildren(
+  replaceChildren($("info-body"),
     h("p", { class: "dialog-text", dataset: { testid: "dialog-message" } }, body || ""),
     next ? h("p", { class: "dialog-next" }, next) : null);
 }
