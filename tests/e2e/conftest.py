@@ -55,8 +55,10 @@ def ward_url(stack) -> str:
     return stack.agents["W001"].url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope, not session: while sync Playwright runs, its event loop counts as running in
+    # this thread, and later tests calling asyncio.run() would fail.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
