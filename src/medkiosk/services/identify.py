@@ -28,7 +28,14 @@ from medkiosk.security.crypto import DecryptionError, FieldCipher
 from medkiosk.services.clock import Clock
 from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.events import record_event
-from medkiosk.services.sessions import SessionService, SessionView, insured_from_json, insured_to_json
+from medkiosk.services.sessions import (
+    SessionService,
+    SessionView,
+    certificate_from_json,
+    certificate_to_json,
+    insured_from_json,
+    insured_to_json,
+)
 from medkiosk.settings import TerminalType
 
 log = get_logger(__name__)
@@ -123,6 +130,7 @@ class Identity:
     insured: InsuredPerson | None = None
     insurance_card_no: str | None = None
     notices: list[str] = field(default_factory=list)
+    certificate: Certificate | None = None  # what settles with insurance later (mdtrt_cert_type/no)
 
     def to_pending(self) -> dict[str, Any]:
         return {
@@ -130,6 +138,7 @@ class Identity:
             "birth_date": self.birth_date.isoformat() if self.birth_date else None,
             "insured": insured_to_json(self.insured) if self.insured else None,
             "insurance_card_no": self.insurance_card_no, "notices": self.notices,
+            "certificate": certificate_to_json(self.certificate) if self.certificate else None,
         }
 
     @classmethod
@@ -139,6 +148,7 @@ class Identity:
             birth_date=date.fromisoformat(data["birth_date"]) if data["birth_date"] else None,
             insured=insured_from_json(data["insured"]) if data["insured"] else None,
             insurance_card_no=data["insurance_card_no"], notices=list(data["notices"]),
+            certificate=certificate_from_json(data["certificate"]) if data["certificate"] else None,
         )
 
 
@@ -217,20 +227,21 @@ class IdentifyService:
                     raise Refusal("unreadable", "未能读取医保卡，请重新插卡。", "重新插卡")
                 # HIS usually knows the card: ask it while the platform answers 1101.
                 his_future = self._executor.submit(self._his.find_patient, insurance_card_no=read.card_no)
-                insured = self._insurance.person_info(Certificate(kind="03", number=read.card_no,
-                                                                  card_sn=read.card_sn))
+                presented = Certificate(kind="03", number=read.card_no, card_sn=read.card_sn)
+                insured = self._insurance.person_info(presented)
                 patient = his_future.result()
             else:
                 if not read.qrcode:
                     raise Refusal("unreadable", "未能识别二维码，请重新出示医保电子凭证。", "重新扫码")
                 certificate = self._insurance.resolve_e_certificate(read.qrcode)
                 his_future = self._executor.submit(self._his.find_patient, id_number=certificate.id_number)
-                insured = self._insurance.person_info(Certificate(kind="01", number=certificate.token))
+                presented = certificate.as_certificate()
+                insured = self._insurance.person_info(presented)
                 patient = his_future.result()
             if patient is None or (patient.id_number or "").upper() != insured.id_number.upper():
                 patient = self._his.find_patient(id_number=insured.id_number)
             return Identity(read.medium, insured.id_number, insured.name, insured.gender, insured.birth_date,
-                            insured, insurance_card_no=read.card_no), patient
+                            insured, insurance_card_no=read.card_no, certificate=presented), patient
         except UpstreamNotFound as exc:
             raise Refusal("not_found", exc.message) from exc
         except UpstreamRefused as exc:
@@ -259,7 +270,8 @@ class IdentifyService:
             notices.append("医保平台暂时无法查询，本次按自费身份办理；如需医保结算，请稍后再试或到人工窗口办理。")
         return Identity(Medium.ID_CARD, read.id_number, read.name or (insured.name if insured else None),
                         read.gender or gender_from_id(read.id_number),
-                        read.birth_date or birth_date_from_id(read.id_number), insured, notices=notices), patient
+                        read.birth_date or birth_date_from_id(read.id_number), insured, notices=notices,
+                        certificate=Certificate(kind="02", number=read.id_number) if insured else None), patient
 
     def _admit(self, device: AuthenticatedDevice, identity: Identity, patient: HisPatient) -> IdentifyResult:
         admission = patient.admission  # current as of the look-up that found the patient
@@ -274,7 +286,8 @@ class IdentifyService:
             notices.append("使用就诊卡时按自费身份办理；医保结算请使用医保卡、身份证或医保电子凭证。")
         session = self._sessions.open(device, patient=patient, medium=identity.medium.value,
                                       medium_label=MEDIUM_LABELS[identity.medium], category=category,
-                                      insured=identity.insured, notices=notices, admission=admission)
+                                      insured=identity.insured, certificate=identity.certificate,
+                                      notices=notices, admission=admission)
         log.info("identify.ok", device_id=device.id, medium=identity.medium.value, category=category.value,
                  session_id=session.session_id)
         return IdentifyResult(Outcome.IDENTIFIED, session=session)

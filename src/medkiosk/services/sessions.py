@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from medkiosk.adapters.his.port import Admission, HisPatient
-from medkiosk.adapters.insurance.port import InsuredPerson, SpecialDisease
+from medkiosk.adapters.insurance.port import Certificate, InsuredPerson, SpecialDisease
 from medkiosk.domain.masking import mask_id_number, mask_name, mask_phone
 from medkiosk.domain.regions import PatientCategory
 from medkiosk.domain.session import SessionClock, SessionEnd
@@ -52,6 +52,28 @@ def insured_from_json(data: dict[str, Any]) -> InsuredPerson:
                      for d in data.get("special_diseases", []))
     return InsuredPerson(**{**data, "balance": Decimal(data["balance"]), "special_diseases": diseases,
                             "birth_date": date.fromisoformat(data["birth_date"]) if data["birth_date"] else None})
+
+
+def certificate_to_json(certificate: Certificate) -> dict[str, Any]:
+    return {"kind": certificate.kind, "number": certificate.number, "card_sn": certificate.card_sn}
+
+
+def certificate_from_json(data: dict[str, Any]) -> Certificate:
+    return Certificate(kind=data["kind"], number=data["number"], card_sn=data.get("card_sn"))
+
+
+@dataclass(frozen=True)
+class Payer:
+    """Who pays in a live session, with what the insurance platform needs to settle (never sent to the page)."""
+
+    session_id: str
+    device_id: str
+    patient_row_id: int
+    his_patient_id: str
+    category: PatientCategory
+    medium: str
+    insured: InsuredPerson | None
+    certificate: Certificate | None
 
 
 def _age(born: date | None, today: date) -> int | None:
@@ -102,7 +124,7 @@ class SessionService:
     # -- opening --------------------------------------------------------------------------------
     def open(self, device: AuthenticatedDevice, *, patient: HisPatient, medium: str, medium_label: str,
              category: PatientCategory, insured: InsuredPerson | None, notices: list[str],
-             admission: Admission | None) -> SessionView:
+             admission: Admission | None, certificate: Certificate | None = None) -> SessionView:
         now = self._clock.now()
         view_patient: dict[str, Any] = {
             "masked_name": mask_name(patient.name),
@@ -126,7 +148,9 @@ class SessionService:
                 old.ended_at, old.end_reason = now, SessionEnd.REPLACED.value
             insurance = None
             if insured is not None:
-                insurance = self._cipher.encrypt("session.insurance", json.dumps(insured_to_json(insured)))
+                insurance = self._cipher.encrypt("session.insurance", json.dumps({
+                    "person": insured_to_json(insured),
+                    "certificate": certificate_to_json(certificate) if certificate else None}))
             session = KioskSession(
                 id=str(uuid.uuid4()), device_id=device.id, patient_id=row.id, medium=medium,
                 category=category.value, insured_region=insured.insured_region if insured else "",
@@ -170,6 +194,22 @@ class SessionService:
             uow.commit()
             log.info("session.ended", device_id=device.id, session_id=row.id, reason=reason.value)
             return True
+
+    def payer(self, device: AuthenticatedDevice) -> Payer:
+        """The live session's payer (raising NoSession); touches the session: paying is activity."""
+        self.touch(device)
+        with self._uow() as uow:
+            row = self._open_row(uow, device.id)
+            if row is None:
+                raise NoSession()
+            patient = uow.session.get(Patient, row.patient_id)
+            insured = certificate = None
+            if row.insurance_enc:
+                data = json.loads(self._cipher.decrypt("session.insurance", row.insurance_enc))
+                insured = insured_from_json(data["person"])
+                certificate = certificate_from_json(data["certificate"]) if data["certificate"] else None
+            return Payer(row.id, device.id, patient.id, patient.his_patient_id, PatientCategory(row.category),
+                         row.medium, insured, certificate)
 
     @staticmethod
     def _open_row(uow, device_id: str) -> KioskSession | None:

@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class Money(TypeDecorator):
+    """Yuan as ``Decimal`` in Python, whole fen (BIGINT) in the database: exact on SQLite too."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect) -> int | None:
+        if value is None:
+            return None
+        fen = Decimal(value) * 100
+        if fen != fen.to_integral_value():
+            raise ValueError(f"{value} has a fraction of a fen")
+        return int(fen)
+
+    def process_result_value(self, value: int | None, dialect) -> Decimal | None:
+        return None if value is None else (Decimal(value) / 100).quantize(Decimal("0.01"))
 
 
 class Base(DeclarativeBase):
@@ -147,3 +167,72 @@ class AuditEntry(Base):
     details: Mapped[dict] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class PaymentOrder(Base):
+    """One bill a patient pays at a kiosk, and where it stands in the money state machine.
+
+    Written before and after every external call; ``lease_*`` says which worker drives it now, so
+    the patient's own request and the recovery worker never drive the same order at once.
+    """
+
+    __tablename__ = "payment_orders"
+    __table_args__ = (Index("ix_payment_orders_state_lease", "state", "lease_until"),
+                      Index("ix_payment_orders_patient", "patient_id", "created_at"))
+
+    order_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    his_patient_id: Mapped[str] = mapped_column(String(40))
+    device_id: Mapped[str] = mapped_column(String(32))
+    session_id: Mapped[str] = mapped_column(String(36))
+    visit_no: Mapped[str] = mapped_column(String(40))
+    his_order_nos: Mapped[list] = mapped_column(default=list)
+    mode: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))
+    pay_method: Mapped[str | None] = mapped_column(String(16))
+    his_total: Mapped[Decimal] = mapped_column(Money())
+    total: Mapped[Decimal | None] = mapped_column(Money())
+    fund: Mapped[Decimal | None] = mapped_column(Money())
+    account: Mapped[Decimal | None] = mapped_column(Money())
+    cash: Mapped[Decimal | None] = mapped_column(Money())
+    paid_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0.00"))
+    refunded_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0.00"))
+    insurance_enc: Mapped[str | None] = mapped_column(Text, doc="encrypted JSON: certificate and person")
+    mdtrt_id: Mapped[str | None] = mapped_column(String(40))
+    chrg_bchno: Mapped[str | None] = mapped_column(String(40))
+    setl_id: Mapped[str | None] = mapped_column(String(40))
+    out_trade_no: Mapped[str | None] = mapped_column(String(40), unique=True)
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    receipt_no: Mapped[str | None] = mapped_column(String(40))
+    invoice_no: Mapped[str | None] = mapped_column(String(40))
+    invoice_state: Mapped[str] = mapped_column(String(12), default="none")
+    anomaly: Mapped[str | None] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict] = mapped_column(default=dict, doc="masked display data: items, split lines")
+    pay_deadline: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class PaymentStep(Base):
+    """The write-ahead journal: each external call of an order, recorded before it is made.
+
+    ``key`` is the call's idempotency key (a msgid for insurance, out_trade_no / out_refund_no for
+    the channel, the posting key for HIS); it is unique, so one key is never used for two calls.
+    """
+
+    __tablename__ = "payment_steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("payment_orders.order_no"), index=True)
+    step: Mapped[str] = mapped_column(String(30))
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(12))
+    detail: Mapped[dict] = mapped_column(default=dict)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
