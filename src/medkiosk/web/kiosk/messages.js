@@ -33,6 +33,7 @@ export const T = {
   phoneLabel: "手机号码",
   phoneInvalid: "手机号码应为以 1 开头的 11 位数字，请检查后重新输入。",
   phoneTooShort: (n) => `还差 ${n} 位数字`,
+  phoneReady: "请核对号码，无误后按“确定”",
   phoneIncomplete: (n) => `手机号码是 11 位数字，还差 ${n} 位，请接着输入。`,
   phoneSubmitting: "正在建档，请稍候…",
   keyDelete: "删除",

@@ -113,7 +113,7 @@ export function phoneScreen({ maskedName, message, onSubmit }) {
     }
     display.replaceChildren(...shown);
     display.setAttribute("aria-label", digits ? digits.split("").join(" ") : T.phoneLabel);
-    progress.textContent = digits.length < 11 ? T.phoneTooShort(11 - digits.length) : "";
+    progress.textContent = digits.length < 11 ? T.phoneTooShort(11 - digits.length) : T.phoneReady;
   }
 
   function setError(text) {
