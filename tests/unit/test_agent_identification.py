@@ -104,3 +104,26 @@ def test_the_mailbox_hands_an_outcome_to_one_waiter_and_forgets_stale_ones():
         return first, second, await stale.take(0.05)
 
     assert asyncio.run(scenario()) == ({"outcome": "refused"}, None, None)
+
+
+def test_a_poll_whose_page_has_gone_leaves_the_outcome_for_the_next_poll():
+    import asyncio
+
+    from medkiosk.agent.identification import OutcomeMailbox
+
+    async def scenario():
+        mailbox = OutcomeMailbox()
+
+        async def gone() -> bool:
+            return True
+
+        async def arrive_soon():
+            await asyncio.sleep(0.05)
+            mailbox.post({"outcome": "identified"})
+
+        arrival = asyncio.create_task(arrive_soon())
+        assert await mailbox.take(2.0, gone=gone, check_every=0.5) is None
+        await arrival
+        return await mailbox.take(0.1)
+
+    assert asyncio.run(scenario()) == {"outcome": "identified"}

@@ -68,7 +68,8 @@ class OutcomeMailbox:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, check_every))
-            if gone is not None and self._item is None and await gone():
+            # A poll whose page has gone must not take an outcome: it stays for the next poll.
+            if gone is not None and await gone():
                 return None
 
 
