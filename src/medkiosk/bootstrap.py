@@ -9,15 +9,18 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from medkiosk.adapters.einvoice.http import EInvoiceHttpAdapter
 from medkiosk.adapters.his.http import HisHttpAdapter
 from medkiosk.adapters.his.port import HisPort
 from medkiosk.adapters.insurance.http import InsuranceHttpAdapter
 from medkiosk.adapters.insurance.port import InsurancePort
+from medkiosk.adapters.payment.http import PaymentChannelHttpAdapter
 from medkiosk.domain.session import SessionClock
 from medkiosk.security.crypto import FieldCipher
 from medkiosk.services.clock import Clock
 from medkiosk.services.devices import DeviceService
 from medkiosk.services.identify import IdentifyService
+from medkiosk.services.payments import PaymentEngine, Ports
 from medkiosk.services.sessions import SessionService
 from medkiosk.settings import Settings
 from medkiosk.store.db import make_engine, make_session_factory
@@ -33,25 +36,28 @@ class Container:
     cipher: FieldCipher
     his: HisPort
     insurance: InsurancePort
+    channel: object
+    einvoice: object
     executor: ThreadPoolExecutor
     devices: DeviceService
     sessions: SessionService
     identify: IdentifyService
+    payments: PaymentEngine
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-        for adapter in (self.his, self.insurance):
-            close = getattr(adapter, "close", None)
+        for adapter in (self.his, self.insurance, self.channel, self.einvoice):
+            close = getattr(adapter, "close_client", None) or getattr(adapter, "close", None)
             if close:
                 close()
         self.engine.dispose()
 
 
 def build_container(settings: Settings, *, his: HisPort | None = None, insurance: InsurancePort | None = None,
-                    clock: Clock | None = None, engine: Engine | None = None) -> Container:
+                    channel=None, einvoice=None, clock: Clock | None = None, engine: Engine | None = None) -> Container:
     clock = clock or Clock()
     engine = engine or make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
@@ -65,6 +71,9 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
         settings.insurance_url, hospital_code=settings.hospital_code, hospital_name=settings.hospital_name,
         hospital_admdvs=settings.hospital_admdvs, device_no="medkiosk-service",
         timeout=settings.upstream_timeout_seconds)
+    channel = channel or PaymentChannelHttpAdapter(settings.payment_url, merchant_id=settings.merchant_id,
+                                                   timeout=settings.upstream_timeout_seconds)
+    einvoice = einvoice or EInvoiceHttpAdapter(settings.einvoice_url, timeout=settings.upstream_timeout_seconds)
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="upstream")
     devices = DeviceService(uow_factory, clock, max_skew=settings.signature_max_skew_seconds)
     sessions = SessionService(uow_factory, clock, cipher, SessionClock(
@@ -72,4 +81,8 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
         max_age=timedelta(seconds=settings.session_max_seconds)))
     identify = IdentifyService(uow_factory, clock, his, insurance, cipher, sessions,
                                hospital_region=settings.hospital_admdvs, executor=executor)
-    return Container(settings, engine, session_factory, clock, cipher, his, insurance, executor, devices, sessions, identify)
+    payments = PaymentEngine(uow_factory, clock, cipher, sessions, Ports(his, insurance, channel, einvoice),
+                             hospital_name=settings.hospital_name,
+                             pay_window=timedelta(seconds=settings.pay_window_seconds))
+    return Container(settings, engine, session_factory, clock, cipher, his, insurance, channel, einvoice, executor,
+                     devices, sessions, identify, payments)

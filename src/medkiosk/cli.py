@@ -21,9 +21,12 @@ app.add_typer(device_app, name="device")
 class SimulatorName(StrEnum):
     his = "his"
     insurance = "insurance"
+    payment = "payment"
+    einvoice = "einvoice"
 
 
-SIMULATOR_PORTS = {SimulatorName.his: 8201, SimulatorName.insurance: 8202}
+SIMULATOR_PORTS = {SimulatorName.his: 8201, SimulatorName.insurance: 8202, SimulatorName.payment: 8203,
+                   SimulatorName.einvoice: 8204}
 
 
 def _settings():
@@ -42,12 +45,15 @@ def demo(
     agent_port: int = typer.Option(8100, help="the first kiosk agent's port (a ward terminal takes the next)"),
     his_port: int = typer.Option(8201),
     insurance_port: int = typer.Option(8202),
+    payment_port: int = typer.Option(8203),
+    einvoice_port: int = typer.Option(8204),
     ward_terminal: bool = typer.Option(True, help="also run a ward terminal's agent"),
 ) -> None:
     """Run everything on one machine: simulators, the service on SQLite, kiosk agents with simulated devices."""
     from medkiosk.demo import DemoPorts, run_demo
 
-    run_demo(DemoPorts(host, port, agent_port, his_port, insurance_port), ward_terminal=ward_terminal)
+    run_demo(DemoPorts(host, port, agent_port, his_port, insurance_port, payment_port, einvoice_port),
+             ward_terminal=ward_terminal)
 
 
 @app.command()

@@ -22,6 +22,11 @@ class DemoPorts:
     agent: int = 8100
     his: int = 8201
     insurance: int = 8202
+    payment: int = 8203
+    einvoice: int = 8204
+
+    def simulator(self, name: str) -> int:
+        return getattr(self, name)
 
 
 @dataclass(frozen=True)
@@ -36,18 +41,33 @@ class DemoDevice:
 @dataclass
 class Stack:
     settings: Settings
-    his: BackgroundServer
-    insurance: BackgroundServer
+    simulators: dict[str, BackgroundServer]
     service: BackgroundServer
     agents: dict[str, BackgroundServer] = field(default_factory=dict)
     container: object = None
     admin: tuple[str, str] | None = None
 
+    @property
+    def his(self) -> BackgroundServer:
+        return self.simulators["his"]
+
+    @property
+    def insurance(self) -> BackgroundServer:
+        return self.simulators["insurance"]
+
+    @property
+    def payment(self) -> BackgroundServer:
+        return self.simulators["payment"]
+
+    @property
+    def einvoice(self) -> BackgroundServer:
+        return self.simulators["einvoice"]
+
     def agent_url(self, device_id: str) -> str:
         return self.agents[device_id].url
 
     def stop(self) -> None:
-        for server in [*self.agents.values(), self.service, self.insurance, self.his]:
+        for server in [*self.agents.values(), self.service, *self.simulators.values()]:
             server.stop()
         if self.container is not None:
             self.container.close()
@@ -72,16 +92,22 @@ def start_stack(settings: Settings, *, ports: DemoPorts | None = None, devices: 
     from medkiosk.simulators import registry
     from medkiosk.store.migrate import upgrade
 
-    ports = ports or DemoPorts(service=0, agent=0, his=0, insurance=0)
+    ports = ports or DemoPorts(service=0, agent=0, his=0, insurance=0, payment=0, einvoice=0)
     devices = devices if devices is not None else default_devices(ports)
-    his = start_in_thread(registry.create("his"), host=ports.host, port=ports.his, name="his-sim")
-    insurance = start_in_thread(registry.create("insurance"), host=ports.host, port=ports.insurance,
-                                name="insurance-sim")
-    settings = settings.model_copy(update={"his_url": his.url, "insurance_url": insurance.url})
+    simulators: dict[str, BackgroundServer] = {}
+    try:
+        for name in registry.NAMES:
+            simulators[name] = start_in_thread(registry.create(name), host=ports.host, port=ports.simulator(name),
+                                               name=f"{name}-sim")
+    except BaseException:
+        for server in simulators.values():
+            server.stop()
+        raise
+    settings = settings.model_copy(update={f"{name}_url": server.url for name, server in simulators.items()})
     upgrade(settings.database_url)
     container = build_container(settings)
     service = start_in_thread(create_app(container=container), host=ports.host, port=ports.service, name="service")
-    stack = Stack(settings, his, insurance, service, container=container)
+    stack = Stack(settings, simulators, service, container=container)
     try:
         keys = Path(settings.var_dir) / "agent-keys"
         keys.mkdir(parents=True, exist_ok=True)
@@ -123,11 +149,11 @@ def run_demo(ports: DemoPorts, *, ward_terminal: bool = True) -> None:
     for device_id, server in stack.agents.items():
         kind = "outpatient kiosk" if device_id.startswith("K") else "ward terminal"
         lines.append(f"  {kind:<20} {server.url}/   ({device_id}, simulated devices, demo panel)")
-    lines += [
-        f"  HIS simulator        {stack.his.url}   (control: {stack.his.url}/__sim__/)",
-        f"  insurance simulator  {stack.insurance.url}   (control: {stack.insurance.url}/__sim__/)",
-        f"  database             {settings.database_url}",
-    ]
+    labels = {"his": "HIS simulator", "insurance": "insurance simulator", "payment": "payment simulator",
+              "einvoice": "e-invoice simulator"}
+    for name, server in stack.simulators.items():
+        lines.append(f"  {labels.get(name, name):<20} {server.url}   (control: {server.url}/__sim__/)")
+    lines.append(f"  database             {settings.database_url}")
     if stack.admin:
         username, password = stack.admin
         lines.append(f"  staff login          {username} / {password}" if password else

@@ -11,6 +11,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,12 +67,18 @@ class Settings(BaseSettings):
     # Upstreams (the demo points them at the simulators).
     his_url: str = "http://127.0.0.1:8201"
     insurance_url: str = "http://127.0.0.1:8202"
+    payment_url: str = "http://127.0.0.1:8203"
+    einvoice_url: str = "http://127.0.0.1:8204"
+    merchant_id: str = Field(default="1900000001", description="the hospital's merchant number at the payment channel")
+    recovery_seconds: float = Field(default=10, ge=0, description="how often unfinished payments are resumed; 0 = never")
+    pay_window_seconds: int = Field(default=300, ge=60, le=1800, description="how long a QR order waits for the patient")
     upstream_timeout_seconds: float = 10.0
 
     # The hospital as the insurance platform knows it.
     hospital_code: str = HOSPITAL_CODE
     hospital_name: str = HOSPITAL_NAME
     hospital_admdvs: str = HOSPITAL_ADMDVS
+    timezone: str = Field(default="Asia/Shanghai", description="the hospital's local time, for paper and pages")
 
     # The kiosk session.
     session_idle_seconds: int = Field(default=120, ge=30, le=1800)
@@ -88,6 +95,15 @@ class Settings(BaseSettings):
     @classmethod
     def _secrets_from_files(cls, values: dict) -> dict:
         return _read_secret_files(dict(values))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"MEDKIOSK_TIMEZONE: unknown time zone {value!r}") from exc
+        return value
 
     @field_validator("data_key")
     @classmethod
@@ -114,6 +130,10 @@ class Settings(BaseSettings):
     @property
     def demo(self) -> bool:
         return self.environment is Environment.DEMO
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def data_key_bytes(self) -> bytes:

@@ -10,12 +10,13 @@ from sqlalchemy import select
 
 from medkiosk.api.app import create_app
 from medkiosk.bootstrap import build_container
-from medkiosk.security import signing
 from medkiosk.serving import start_in_thread
 from medkiosk.settings import Settings, TerminalType
 from medkiosk.simulators import registry
 from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.models import Event, KioskSession, Patient
+
+from kiosk_client import Kiosk
 
 
 @pytest.fixture(scope="module")
@@ -25,42 +26,6 @@ def simulators():
     yield his, insurance
     his.stop()
     insurance.stop()
-
-
-class Kiosk:
-    """A kiosk as the service sees it: it signs what its readers read and sends it."""
-
-    def __init__(self, url: str, device_id: str, pem: bytes) -> None:
-        self.url = url
-        self.signer = signing.DeviceSigner(device_id, signing.private_key_from_pem(pem))
-
-    def post(self, path: str, payload: dict) -> dict:
-        body = json.dumps(payload).encode()
-        response = httpx.post(self.url + path, content=body, timeout=20,
-                              headers={**self.signer.headers("POST", path, body), "Content-Type": "application/json"})
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def get(self, path: str) -> dict:
-        response = httpx.get(self.url + path, headers=self.signer.headers("GET", path), timeout=20)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def insert_insurance_card(self, key: str, *, with_card_sn: bool = True) -> dict:
-        insurance = PERSONAS[key].insurance
-        return self.post("/api/device/identify", {"medium": "insurance_card", "card_no": insurance.card_no,
-                                                  "card_sn": insurance.card_sn if with_card_sn else None})
-
-    def place_id_card(self, key: str) -> dict:
-        persona = PERSONAS[key]
-        return self.post("/api/device/identify", {"medium": "id_card", "id_number": persona.id_number,
-                                                  "name": persona.name})
-
-    def scan_e_certificate(self, key: str) -> dict:
-        return self.post("/api/device/identify", {"medium": "e_certificate", "qrcode": PERSONAS[key].insurance.ec_qr})
-
-    def swipe_visit_card(self, key: str) -> dict:
-        return self.post("/api/device/identify", {"medium": "visit_card", "visit_card_no": PERSONAS[key].visit_card_no})
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from medkiosk import __version__
-from medkiosk.api import device, kiosk, staff
+from medkiosk.api import device, kiosk, payments, staff
 from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
 from medkiosk.settings import Settings, get_settings
@@ -23,14 +24,28 @@ log = get_logger(__name__)
 HOUSEKEEPING_SECONDS = 60
 
 
-async def _housekeeping(container: Container) -> None:
-    """Forget device nonces whose timestamps alone now refuse a replay; never stops on an error."""
+async def _every(seconds: float, name: str, work) -> None:
+    """Run ``work`` in a thread every ``seconds``; an error is logged and the next round retries."""
     while True:
-        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        await asyncio.sleep(seconds)
         try:
-            await run_in_threadpool(container.devices.purge_nonces)
-        except Exception as exc:  # keep the loop alive; the next round retries
-            log.warning("housekeeping.failed", error=type(exc).__name__)
+            await run_in_threadpool(work)
+        except Exception as exc:  # keep the loop alive
+            log.warning(f"{name}.failed", error=type(exc).__name__)
+
+
+def _background_tasks(container: Container) -> list[asyncio.Task]:
+    settings = container.settings
+    tasks = [
+        # Forget device nonces whose timestamps alone now refuse a replay.
+        asyncio.create_task(_every(HOUSEKEEPING_SECONDS, "housekeeping", container.devices.purge_nonces)),
+    ]
+    if settings.recovery_seconds > 0:
+        # Resume or unwind payments nobody is driving (crash, timeout, restart, abandoned QR).
+        tasks.append(asyncio.create_task(_every(
+            settings.recovery_seconds, "payment_recovery",
+            lambda: container.payments.recover(older_than=timedelta(seconds=settings.recovery_seconds)))))
+    return tasks
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
@@ -40,11 +55,12 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        housekeeping = asyncio.create_task(_housekeeping(container))
+        tasks = _background_tasks(container)
         try:
             yield
         finally:
-            housekeeping.cancel()
+            for task in tasks:
+                task.cancel()
             if owns_container:
                 container.close()
 
@@ -52,6 +68,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.container = container
     app.include_router(device.router)
     app.include_router(kiosk.router)
+    app.include_router(payments.router)
     app.include_router(staff.router)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
 

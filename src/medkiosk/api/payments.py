@@ -1,0 +1,95 @@
+"""Kiosk payment API: the patient's unpaid bills, paying them, and the paper that goes with it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+
+from medkiosk.api.deps import authenticated_device, container
+from medkiosk.bootstrap import Container
+from medkiosk.domain.payment import PaymentMode, PayMethod, PaymentState
+from medkiosk.services.devices import AuthenticatedDevice
+from medkiosk.services.payments import PaymentRefused
+from medkiosk.services.receipts import payment_receipt
+from medkiosk.services.sessions import NoSession
+
+router = APIRouter(prefix="/api/kiosk/payments", tags=["kiosk payments"])
+
+Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
+Services = Annotated[Container, Depends(container)]
+
+ORDER_NO = r"^PO[0-9A-F]{18,30}$"
+
+
+class StartPayment(BaseModel):
+    visit_no: str = Field(min_length=1, max_length=40)
+    mode: PaymentMode
+    order_nos: list[str] | None = Field(default=None, max_length=200)
+
+
+class Pay(BaseModel):
+    method: PayMethod
+    auth_code: str | None = Field(default=None, max_length=32)
+
+
+def _refused(exc: PaymentRefused) -> HTTPException:
+    return HTTPException(exc.status, {"message": exc.message, "next_step": exc.next_step,
+                                      "offer_self_pay": exc.offer_self_pay})
+
+
+def _guard(call):
+    try:
+        return call()
+    except PaymentRefused as exc:
+        raise _refused(exc) from exc
+    except NoSession as exc:
+        raise HTTPException(401, {"message": "操作超时，已退出，请重新识别身份", "next_step": "请重新插卡或扫码",
+                                  "session_ended": True}) from exc
+
+
+@router.get("/bills")
+def bills(device: Device, services: Services) -> dict[str, Any]:
+    """The patient's unpaid orders, grouped by visit."""
+    return _guard(lambda: services.payments.bills(device))
+
+
+@router.post("")
+def start(body: StartPayment, device: Device, services: Services) -> dict[str, Any]:
+    """Choose what to pay (default: the whole visit); the split is computed (pre-settled) at once."""
+    return _guard(lambda: services.payments.start(device, body.visit_no, mode=body.mode, order_nos=body.order_nos))
+
+
+@router.post("/{order_no}/pay")
+def pay(order_no: Annotated[str, Field(pattern=ORDER_NO)], body: Pay, device: Device,
+        services: Services) -> dict[str, Any]:
+    """Pay the cash part: a QR code to scan, or a payment code shown to the scanner."""
+    return _guard(lambda: services.payments.pay(device, order_no, body.method, body.auth_code))
+
+
+@router.get("/{order_no}")
+def status(order_no: str, device: Device, services: Services) -> dict[str, Any]:
+    """Where the payment stands (while waiting, the channel is asked whether the patient has paid)."""
+    return _guard(lambda: services.payments.status(device, order_no))
+
+
+@router.post("/{order_no}/cancel")
+def cancel(order_no: str, device: Device, services: Services) -> dict[str, Any]:
+    """The patient backs out; nothing is kept that was charged."""
+    return _guard(lambda: services.payments.cancel(device, order_no))
+
+
+@router.get("/{order_no}/receipt")
+def receipt(order_no: str, device: Device, services: Services) -> dict[str, Any]:
+    """The receipt (or exception slip) for the agent to print."""
+    def build() -> dict[str, Any]:
+        order = services.payments.status(device, order_no)
+        if not PaymentState(order["state"]).terminal:
+            raise PaymentRefused("缴费尚未完成，暂不能打印凭条。", "请稍候", status=409)
+        session = services.sessions.current(device)
+        document = payment_receipt(order, hospital_name=services.settings.hospital_name,
+                                   masked_name=session.patient["masked_name"], printed_at=services.clock.now().astimezone(services.settings.tz))
+        return document.model_dump(mode="json")
+
+    return _guard(build)

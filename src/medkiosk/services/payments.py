@@ -1,0 +1,795 @@
+"""Paying a visit's bills at the kiosk: the payment engine and its recovery worker.
+
+Every external call is journalled (payment_steps) before it is made, with an idempotency key
+derived from the order and the step, and the order's state is written after it returns. A crash
+anywhere leaves an order whose state and journal tell the recovery worker what may have happened
+upstream; ``advance`` then finishes or unwinds it. Two workers never drive one order at once:
+each takes a lease on the order row first.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
+from medkiosk.domain.money import CENT
+from medkiosk.domain.payment import (
+    CHECK_LABELS,
+    AmountMismatch,
+    PaymentMode,
+    PaymentState,
+    PayMethod,
+    Split,
+    check_equal,
+    check_transition,
+    out_refund_no,
+    out_trade_no,
+    refundable,
+    step_key,
+)
+from medkiosk.domain.regions import PatientCategory
+from medkiosk.logging import get_logger
+from medkiosk.security.crypto import FieldCipher
+from medkiosk.services.clock import Clock, as_utc
+from medkiosk.services.devices import AuthenticatedDevice
+from medkiosk.services.events import record_event
+from medkiosk.services.sessions import (
+    Payer,
+    SessionService,
+    certificate_from_json,
+    certificate_to_json,
+    insured_from_json,
+    insured_to_json,
+)
+from medkiosk.store.models import PaymentOrder, PaymentStep
+
+log = get_logger(__name__)
+
+ZERO = Decimal("0.00")
+TO_CASHIER = "请到人工收费窗口办理"
+LEASE = timedelta(seconds=30)
+PAY_WINDOW = timedelta(minutes=5)
+MAX_SETTLE_ATTEMPTS = 2
+
+STATE_LABELS = {
+    PaymentState.CREATED: "正在计算费用",
+    PaymentState.PRESETTLED: "请确认支付",
+    PaymentState.AWAITING_PAYMENT: "等待支付",
+    PaymentState.PAID: "已支付，正在结算",
+    PaymentState.SETTLING: "正在医保结算",
+    PaymentState.SETTLED: "医保已结算",
+    PaymentState.POSTING: "正在登记缴费",
+    PaymentState.COMPLETED: "缴费成功",
+    PaymentState.UNWINDING: "正在撤销结算",
+    PaymentState.REFUNDING: "正在退款",
+    PaymentState.REFUNDED: "已退款",
+    PaymentState.CLOSED: "已取消，未扣款",
+    PaymentState.FAILED: "未能缴费",
+}
+
+CROSS_REGION_NOTICE = {
+    PatientCategory.CROSS_PROVINCE: "异地医保（跨省）：按就医地目录、参保地待遇政策结算；需已办理异地就医备案。",
+    PatientCategory.SAME_PROVINCE: "异地医保（省内）：按就医地目录、参保地待遇政策结算。",
+}
+
+
+class PaymentRefused(Exception):
+    """What the patient is told when a payment cannot go ahead; nothing has changed."""
+
+    def __init__(self, message: str, next_step: str = TO_CASHIER, *, status: int = 409,
+                 offer_self_pay: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.next_step = next_step
+        self.status = status
+        self.offer_self_pay = offer_self_pay
+
+
+@dataclass(frozen=True)
+class Ports:
+    his: Any
+    insurance: Any
+    channel: Any
+    einvoice: Any
+
+
+class PaymentEngine:
+    def __init__(self, uow_factory, clock: Clock, cipher: FieldCipher, sessions: SessionService, ports: Ports,
+                 *, hospital_name: str, owner: str | None = None, pay_window: timedelta = PAY_WINDOW) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._cipher = cipher
+        self._sessions = sessions
+        self._p = ports
+        self._hospital_name = hospital_name
+        self._owner = owner or f"engine-{secrets.token_hex(4)}"
+        self._pay_window = pay_window
+
+    # ============================================================================================
+    # patient-facing
+    # ============================================================================================
+    def bills(self, device: AuthenticatedDevice) -> dict[str, Any]:
+        """The patient's unpaid orders grouped by visit, with what can be paid how."""
+        payer = self._sessions.payer(device)
+        visits = self._unpaid_visits(payer)
+        return {
+            "visits": [self._visit_json(v) for v in visits],
+            "insurance_available": payer.insured is not None and payer.certificate is not None,
+            "category": payer.category.value,
+            "cross_region_notice": CROSS_REGION_NOTICE.get(payer.category, ""),
+        }
+
+    def start(self, device: AuthenticatedDevice, visit_no: str, *, mode: PaymentMode,
+              order_nos: list[str] | None = None) -> dict[str, Any]:
+        """Create an order for a visit's orders (default: all of them) and compute its split."""
+        payer = self._sessions.payer(device)
+        visit = next((v for v in self._unpaid_visits(payer) if v.visit_no == visit_no), None)
+        if visit is None:
+            raise PaymentRefused("没有找到这次就诊的待缴费用，可能已经缴过了。", "请返回查看待缴费用", status=404)
+        items = [i for i in visit.items if order_nos is None or i.order_no in set(order_nos)]
+        if not items:
+            raise PaymentRefused("请选择要缴费的项目。", "请选择后再试", status=422)
+        if mode is PaymentMode.INSURANCE and (payer.insured is None or payer.certificate is None):
+            raise PaymentRefused("本次身份识别没有医保信息，只能自费支付。", "请插医保卡或出示医保电子凭证后使用医保，或选择自费",
+                                 status=422, offer_self_pay=True)
+        for item in items:
+            if (item.unit_price * item.quantity).quantize(CENT) != item.amount:
+                raise PaymentRefused("医院账单的单价与金额不一致，不能自助缴费。", status=409)
+        his_total = sum((i.amount for i in items), ZERO)
+        now = self._clock.now()
+        order_no = self._new_order_no(now)
+        insurance = None
+        if mode is PaymentMode.INSURANCE:
+            insurance = self._cipher.encrypt("payment.insurance", json.dumps({
+                "person": insured_to_json(payer.insured), "certificate": certificate_to_json(payer.certificate)}))
+        details = {
+            "visit": {"visit_no": visit.visit_no, "date": visit.visit_date.isoformat(),
+                      "department": visit.department_name, "department_code": visit.department_code,
+                      "doctor": visit.doctor_name},
+            "items": [{"order_no": i.order_no, "item_code": i.item_code, "name": i.name, "kind": str(i.kind),
+                       "insurance_code": i.insurance_code, "self_pay_only": i.self_pay_only,
+                       "unit_price": str(i.unit_price), "quantity": i.quantity, "amount": str(i.amount),
+                       "unit": getattr(i, "unit", "")} for i in items],
+        }
+        with self._uow() as uow:
+            uow.session.add(PaymentOrder(
+                order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
+                device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
+                his_order_nos=sorted({i.order_no for i in items}), mode=mode.value, category=payer.category.value,
+                state=PaymentState.CREATED.value, his_total=his_total, insurance_enc=insurance, details=details,
+                created_at=now, updated_at=now))
+            uow.commit()
+        log.info("payment.created", order_no=order_no, device_id=device.id, mode=mode.value,
+                 his_total=str(his_total))
+        self._lease(order_no)
+        try:
+            self._presettle(order_no)
+        finally:
+            self._release(order_no)
+        return self.view(device, order_no)
+
+    def pay(self, device: AuthenticatedDevice, order_no: str, method: PayMethod,
+            auth_code: str | None = None) -> dict[str, Any]:
+        """Start paying the cash part: a QR order the patient scans, or a payment code they show."""
+        order = self._own_order(device, order_no)
+        if PaymentState(order.state) is not PaymentState.PRESETTLED:
+            return self.view(device, order_no)
+        if method not in (PayMethod.QR, PayMethod.PAYMENT_CODE):
+            raise PaymentRefused("银行卡支付即将开放，请使用手机扫码支付。", "请选择扫码支付", status=422)
+        self._sessions.touch(device)
+        if not self._lease(order_no):
+            return self.view(device, order_no)
+        try:
+            trade_no = out_trade_no(order_no)
+            deadline = self._clock.now() + self._pay_window
+            self._transition(order_no, PaymentState.AWAITING_PAYMENT, pay_method=method.value,
+                             out_trade_no=trade_no, pay_deadline=deadline)
+            description = f"{self._hospital_name}门诊缴费"
+            if method is PayMethod.QR:
+                key = self._begin(order_no, "qr.create", trade_no, {"amount": str(order.cash)})
+                try:
+                    qr = self._p.channel.create_qr_order(trade_no, order.cash, description,
+                                                         int(self._pay_window.total_seconds()))
+                except UpstreamError as exc:
+                    self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
+                    # No QR shown, nothing can have been paid yet; the deadline closes it.
+                    self._update(order_no, message="支付通道暂时无法连接，请稍后再试。")
+                    return self.view(device, order_no)
+                self._end(key, "succeeded")
+                self._update(order_no, details_patch={"code_url": qr.code_url})
+            else:
+                if not auth_code or not auth_code.isdigit() or not 16 <= len(auth_code) <= 24:
+                    raise PaymentRefused("未能识别付款码，请重新出示手机付款码。", "请重新扫码", status=422)
+                key = self._begin(order_no, "code.charge", trade_no, {"amount": str(order.cash)})
+                try:
+                    result = self._p.channel.charge_payment_code(trade_no, auth_code, order.cash, description)
+                    self._end(key, "succeeded", {"state": str(result.state)})
+                except UpstreamRefused as exc:
+                    self._end(key, "refused")
+                    self._update(order_no, message=exc.message)
+                except UpstreamUnknown:
+                    self._end(key, "unknown")  # the query below finds out
+            self._drive(order_no)
+        finally:
+            self._release(order_no)
+        return self.view(device, order_no)
+
+    def status(self, device: AuthenticatedDevice, order_no: str) -> dict[str, Any]:
+        """Where the order stands; while waiting for the patient's payment, ask the channel."""
+        self._own_order(device, order_no)
+        self.advance(order_no)
+        return self.view(device, order_no)
+
+    def cancel(self, device: AuthenticatedDevice, order_no: str) -> dict[str, Any]:
+        """The patient backs out: nothing charged is kept (a payment that raced in is refunded)."""
+        order = self._own_order(device, order_no)
+        state = PaymentState(order.state)
+        if state in (PaymentState.CREATED, PaymentState.PRESETTLED, PaymentState.AWAITING_PAYMENT):
+            if self._lease(order_no):
+                try:
+                    if state is PaymentState.AWAITING_PAYMENT:
+                        self._close_or_collect(order_no)
+                    else:
+                        self._transition(order_no, PaymentState.CLOSED, message="您已取消缴费，未扣款。")
+                        self._undo_presettlement(order_no)
+                    self._drive(order_no)
+                finally:
+                    self._release(order_no)
+        return self.view(device, order_no)
+
+    def view(self, device: AuthenticatedDevice | None, order_no: str) -> dict[str, Any]:
+        with self._uow() as uow:
+            order = uow.session.get(PaymentOrder, order_no)
+            return self._order_json(order)
+
+    # ============================================================================================
+    # driving the machine
+    # ============================================================================================
+    def advance(self, order_no: str) -> PaymentState:
+        """Drive an order as far as it can go now; returns the state it stopped in."""
+        if not self._lease(order_no):
+            return self._state(order_no)
+        try:
+            return self._drive(order_no)
+        finally:
+            self._release(order_no)
+
+    def recover(self, *, older_than: timedelta = timedelta(seconds=0)) -> dict[str, int]:
+        """Resume or unwind every unfinished order no one is driving (after a crash, a timeout, a restart)."""
+        now = self._clock.now()
+        unfinished = [s.value for s in PaymentState if not s.terminal and s is not PaymentState.CREATED]
+        with self._uow() as uow:
+            order_nos = list(uow.session.scalars(select(PaymentOrder.order_no).where(
+                PaymentOrder.state.in_(unfinished),
+                or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
+                PaymentOrder.updated_at <= now - older_than).order_by(PaymentOrder.updated_at).limit(500)))
+            stale_created = list(uow.session.scalars(select(PaymentOrder.order_no).where(
+                PaymentOrder.state == PaymentState.CREATED.value,
+                or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now))))
+        counts: dict[str, int] = {}
+        for order_no in stale_created:
+            # Crashed during pre-settlement: no money moved; undo the upload and give up.
+            if self._lease(order_no):
+                try:
+                    self._transition(order_no, PaymentState.FAILED, message="缴费未完成，未扣款，请重新办理。")
+                    self._undo_presettlement(order_no)
+                finally:
+                    self._release(order_no)
+            counts["failed"] = counts.get("failed", 0) + 1
+        for order_no in order_nos:
+            try:
+                state = self.advance(order_no)
+            except Exception as exc:  # one bad order must not stop the others; it is retried next round
+                log.exception("payment.recover_failed", order_no=order_no, error=type(exc).__name__)
+                state = self._state(order_no)
+            counts[state.value] = counts.get(state.value, 0) + 1
+        return counts
+
+    def _drive(self, order_no: str) -> PaymentState:
+        """One step after another until the order finishes or must wait for something outside."""
+        for _ in range(20):
+            order = self._load(order_no)
+            state = PaymentState(order.state)
+            step: Callable[[PaymentOrder], bool] | None = {
+                PaymentState.AWAITING_PAYMENT: self._await_payment,
+                PaymentState.PAID: self._after_paid,
+                PaymentState.SETTLING: self._settling_interrupted,
+                PaymentState.SETTLED: self._start_posting,
+                PaymentState.POSTING: self._post,
+                PaymentState.UNWINDING: self._unwind,
+                PaymentState.REFUNDING: self._refund,
+                PaymentState.COMPLETED: self._invoice,
+            }.get(state)
+            if step is None or not step(order):
+                return PaymentState(self._load(order_no).state)
+        return PaymentState(self._load(order_no).state)
+
+    # -- pre-settlement -----------------------------------------------------------------------------
+    def _presettle(self, order_no: str) -> None:
+        order = self._load(order_no)
+        if PaymentMode(order.mode) is PaymentMode.SELF_PAY:
+            split = Split.self_pay(order.his_total)
+            self._presettled(order_no, split)
+            return
+        person, certificate = self._insurance_of(order)
+        ins = self._p.insurance
+        try:
+            registration = ins.register_visit(
+                psn_no=person.psn_no, insutype=person.scheme, insured_region=person.insured_region,
+                certificate=certificate, visit_no=order.visit_no, begntime=order.created_at,
+                department_code=order.details["visit"].get("department_code", ""),
+                department_name=order.details["visit"]["department"], doctor_name=order.details["visit"]["doctor"],
+                msgid=self._msgid(order_no, "2201"))
+            mdtrt_id = registration.mdtrt_id
+            self._update(order_no, mdtrt_id=mdtrt_id, chrg_bchno=order_no)
+            ins.upload_visit_info(mdtrt_id=mdtrt_id, psn_no=person.psn_no, insured_region=person.insured_region,
+                                  med_type=self._med_type(person), begntime=order.created_at,
+                                  msgid=self._msgid(order_no, "2203"))
+            results = ins.upload_fees(mdtrt_id=mdtrt_id, psn_no=person.psn_no, insured_region=person.insured_region,
+                                      chrg_bchno=order_no, items=order.details["items"],
+                                      occurred_at=order.created_at, msgid=self._msgid(order_no, "2204"))
+            check_equal("detail_total", order.his_total, sum((r.amount for r in results), ZERO))
+            pre = ins.pre_settle(self._settle_request(order, person, certificate, mdtrt_id),
+                                 msgid=self._msgid(order_no, "2206"))
+            check_equal("settlement_total", order.his_total, pre.total)
+            split = Split(pre.total, pre.fund, pre.account, pre.cash)
+        except AmountMismatch as exc:
+            self._anomaly(order_no, exc, refund=False)
+            self._transition(order_no, PaymentState.FAILED, anomaly=exc.check,
+                             message=f"{CHECK_LABELS[exc.check]}，本次未扣款。")
+            self._undo_presettlement(order_no)
+            return
+        except UpstreamRefused as exc:
+            offer = "备案" in exc.message or "自费" in exc.message
+            self._transition(order_no, PaymentState.FAILED, message=exc.message,
+                             details_patch={"offer_self_pay": True} if offer else None)
+            self._undo_presettlement(order_no)
+            return
+        except UpstreamUnknown:
+            self._transition(order_no, PaymentState.FAILED, message="医保平台暂时无法连接，本次未扣款，请稍后再试。")
+            self._undo_presettlement(order_no)
+            return
+        self._presettled(order_no, split)
+
+    def _presettled(self, order_no: str, split: Split) -> None:
+        self._transition(order_no, PaymentState.PRESETTLED, total=split.total, fund=split.fund,
+                         account=split.account, cash=split.cash)
+        if split.cash == ZERO:
+            self._transition(order_no, PaymentState.PAID, pay_method=PayMethod.NONE.value, paid_amount=ZERO)
+            self._drive(order_no)
+
+    def _undo_presettlement(self, order_no: str) -> None:
+        """Best effort: withdraw uploaded fee details and the insurance visit (no money moved)."""
+        order = self._load(order_no)
+        if not order.mdtrt_id or order.setl_id:
+            return
+        person, _ = self._insurance_of(order)
+        try:
+            self._p.insurance.cancel_fees(mdtrt_id=order.mdtrt_id, psn_no=person.psn_no,
+                                          insured_region=person.insured_region, chrg_bchno=order.chrg_bchno,
+                                          msgid=self._msgid(order_no, "2205"))
+            self._p.insurance.cancel_visit(mdtrt_id=order.mdtrt_id, psn_no=person.psn_no,
+                                           insured_region=person.insured_region, visit_no=order.visit_no,
+                                           msgid=self._msgid(order_no, "2202"))
+        except UpstreamError as exc:
+            log.warning("payment.undo_presettlement_failed", order_no=order_no, error=type(exc).__name__)
+
+    # -- waiting for the patient's money -------------------------------------------------------------
+    def _await_payment(self, order: PaymentOrder) -> bool:
+        try:
+            trade = self._p.channel.query(order.out_trade_no)
+        except UpstreamError:
+            trade = None
+            if not self._past_deadline(order):
+                return False
+        if trade is not None and trade.state == "SUCCESS":
+            return self._record_paid(order.order_no, trade)
+        if trade is not None and trade.state in ("CLOSED", "PAYERROR"):
+            self._transition(order.order_no, PaymentState.CLOSED,
+                             message=order.message or "支付未成功，未扣款。")
+            self._undo_presettlement(order.order_no)
+            return False
+        if not self._past_deadline(order):
+            return False
+        return self._close_or_collect(order.order_no)
+
+    def _close_or_collect(self, order_no: str) -> bool:
+        """Close the channel order; if the patient paid in the meantime, take the payment forward."""
+        order = self._load(order_no)
+        try:
+            self._p.channel.close(order.out_trade_no)
+        except UpstreamRefused:
+            pass  # e.g. already paid: the query below tells
+        except UpstreamUnknown:
+            return False  # try again next round
+        try:
+            trade = self._p.channel.query(order.out_trade_no)
+        except UpstreamError:
+            return False
+        if trade is not None and trade.state == "SUCCESS":
+            return self._record_paid(order_no, trade)
+        self._transition(order_no, PaymentState.CLOSED, message="支付已取消或超时，未扣款。")
+        self._undo_presettlement(order_no)
+        return False
+
+    def _record_paid(self, order_no: str, trade) -> bool:
+        order = self._load(order_no)
+        paid = trade.paid_amount if trade.paid_amount is not None else trade.amount
+        self._transition(order_no, PaymentState.PAID, paid_amount=paid, transaction_id=trade.transaction_id,
+                         channel=str(getattr(trade, "channel", "") or ""))
+        try:
+            check_equal("cash_paid", order.cash, paid)
+        except AmountMismatch as exc:
+            self._anomaly(order_no, exc, refund=True)
+            self._transition(order_no, PaymentState.REFUNDING, anomaly=exc.check,
+                             message=f"{CHECK_LABELS[exc.check]}，已为您办理退款。")
+        return True
+
+    # -- settlement --------------------------------------------------------------------------------
+    def _after_paid(self, order: PaymentOrder) -> bool:
+        if PaymentMode(order.mode) is PaymentMode.SELF_PAY:
+            self._transition(order.order_no, PaymentState.POSTING)
+            return True
+        return self._settle(order)
+
+    def _settle(self, order: PaymentOrder) -> bool:
+        order_no = order.order_no
+        person, certificate = self._insurance_of(order)
+        self._transition(order_no, PaymentState.SETTLING, attempts=order.attempts + 1)
+        msgid = self._msgid(order_no, "2207", journal=True)
+        try:
+            result = self._p.insurance.settle(self._settle_request(order, person, certificate, order.mdtrt_id),
+                                              msgid=msgid)
+        except UpstreamRefused as exc:
+            self._end(msgid, "refused", {"message": exc.message})
+            self._transition(order_no, PaymentState.REFUNDING, message=f"医保结算未成功（{exc.message}），已为您办理退款。")
+            return True
+        except UpstreamUnknown:
+            self._end(msgid, "unknown")
+            self._transition(order_no, PaymentState.UNWINDING, details_patch={"reverse_msgid": msgid})
+            return True
+        self._end(msgid, "succeeded", {"setl_id": result.setl_id})
+        self._update(order_no, setl_id=result.setl_id)
+        try:
+            check_equal("settlement_total", order.his_total, result.total)
+            Split(result.total, result.fund, result.account, result.cash)
+            check_equal("settlement_cash", order.cash, result.cash)
+        except AmountMismatch as exc:
+            self._anomaly(order_no, exc, refund=True)
+            self._transition(order_no, PaymentState.UNWINDING, anomaly=exc.check,
+                             message=f"{CHECK_LABELS[exc.check]}，已撤销结算并为您退款。")
+            return True
+        self._transition(order_no, PaymentState.SETTLED, fund=result.fund, account=result.account)
+        return True
+
+    def _settling_interrupted(self, order: PaymentOrder) -> bool:
+        """Found in SETTLING with no recorded outcome: the 2207 outcome is unknown — reverse it."""
+        with self._uow() as uow:
+            step = uow.session.scalars(select(PaymentStep).where(
+                PaymentStep.order_no == order.order_no, PaymentStep.step == "2207"
+            ).order_by(PaymentStep.id.desc()).limit(1)).first()
+        if step is None:  # crashed before the msgid was even written: nothing was sent
+            self._transition(order.order_no, PaymentState.UNWINDING, details_patch={"reverse_msgid": None})
+            return True
+        self._end(step.key, "unknown")
+        self._transition(order.order_no, PaymentState.UNWINDING, details_patch={"reverse_msgid": step.key})
+        return True
+
+    def _unwind(self, order: PaymentOrder) -> bool:
+        order_no = order.order_no
+        person, _ = self._insurance_of(order)
+        if order.setl_id:
+            # A committed settlement to undo (HIS refused for good, or amounts disagree): 2208.
+            try:
+                self._p.insurance.cancel_settlement(setl_id=order.setl_id, mdtrt_id=order.mdtrt_id,
+                                                    psn_no=person.psn_no, insured_region=person.insured_region,
+                                                    msgid=self._msgid(order_no, "2208", journal=True))
+            except UpstreamRefused as exc:
+                if "已" not in exc.message:  # "已撤销/已冲正" means it is undone already
+                    self._stuck(order_no, f"撤销医保结算被拒绝：{exc.message}")
+                    return False
+            except UpstreamUnknown:
+                return False  # retried by the recovery worker
+            self._update(order_no, setl_id=None, details_patch={"cancelled_setl_id": order.setl_id})
+            self._transition(order_no, PaymentState.REFUNDING)
+            return True
+        reverse_msgid = order.details.get("reverse_msgid")
+        if reverse_msgid:
+            try:
+                self._p.insurance.reverse(original_msgid=reverse_msgid, original_infno="2207",
+                                          psn_no=person.psn_no, insured_region=person.insured_region,
+                                          msgid=self._msgid(order_no, "2601", journal=True))
+            except UpstreamUnknown:
+                return False
+            except UpstreamRefused as exc:
+                self._stuck(order_no, f"医保冲正被拒绝：{exc.message}")
+                return False
+        self._update(order_no, details_patch={"reverse_msgid": None})
+        if order.anomaly is None and order.attempts < MAX_SETTLE_ATTEMPTS:
+            return self._settle(self._load(order_no))  # settle again, with a new msgid
+        self._transition(order_no, PaymentState.REFUNDING,
+                         message=order.message or "医保结算未能完成，已为您办理退款。")
+        return True
+
+    # -- HIS posting ---------------------------------------------------------------------------------
+    def _start_posting(self, order: PaymentOrder) -> bool:
+        self._transition(order.order_no, PaymentState.POSTING)
+        return True
+
+    def _post(self, order: PaymentOrder) -> bool:
+        order_no = order.order_no
+        key = step_key(order_no, "post")
+        self._begin(order_no, "his.post", key, {"total": str(order.his_total)}, reuse=True)
+        try:
+            posted = self._p.his.post_payment(self._posting(order, key))
+        except UpstreamRefused as exc:
+            self._end(key, "refused", {"message": exc.message})
+            target = PaymentState.UNWINDING if order.setl_id else PaymentState.REFUNDING
+            self._transition(order_no, target, message=f"医院登记缴费未成功（{exc.message}），已为您办理退款。")
+            return True
+        except UpstreamUnknown:
+            self._end(key, "unknown")
+            return False  # the same key is retried: HIS posts once
+        self._end(key, "succeeded", {"receipt_no": posted.receipt_no})
+        self._transition(order_no, PaymentState.COMPLETED, receipt_no=posted.receipt_no, message="缴费成功。",
+                         invoice_state="pending")
+        log.info("payment.completed", order_no=order_no, cash=str(order.cash))
+        return True
+
+    # -- e-invoice (after the bill is paid; failure never unwinds money) -------------------------------
+    def _invoice(self, order: PaymentOrder) -> bool:
+        if order.invoice_state != "pending" or self._p.einvoice is None:
+            return False
+        key = step_key(order.order_no, "invoice")
+        self._begin(order.order_no, "einvoice.issue", key, {}, reuse=True)
+        try:
+            invoice = self._p.einvoice.issue(self._invoice_request(order, key))
+        except UpstreamError as exc:
+            self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
+            return False
+        self._end(key, "succeeded", {"invoice_no": invoice.invoice_no})
+        self._update(order.order_no, invoice_no=invoice.invoice_no, invoice_state="issued")
+        return False
+
+    # -- refunds ---------------------------------------------------------------------------------------
+    def _refund(self, order: PaymentOrder) -> bool:
+        order_no = order.order_no
+        amount = refundable(order.paid_amount, order.refunded_amount, order.paid_amount)
+        if amount == ZERO:
+            self._transition(order_no, PaymentState.REFUNDED,
+                             message=order.message or "已撤销，未扣款。")
+            return False
+        refund_no = out_refund_no(order_no, 1)
+        self._begin(order_no, "refund", refund_no, {"amount": str(amount)}, reuse=True)
+        try:
+            result = self._p.channel.refund(order.out_trade_no, refund_no, amount, order.paid_amount,
+                                            order.anomaly or "kiosk payment unwound")
+        except UpstreamRefused as exc:
+            self._end(refund_no, "refused", {"message": exc.message})
+            existing = self._safe_query_refund(refund_no)
+            if existing is None or existing.state != "SUCCESS":
+                self._stuck(order_no, f"退款被支付通道拒绝：{exc.message}")
+                return False
+            result = existing
+        except UpstreamUnknown:
+            self._end(refund_no, "unknown")
+            return False  # retried with the same out_refund_no
+        if result.state == "SUCCESS":
+            self._end(refund_no, "succeeded")
+            self._transition(order_no, PaymentState.REFUNDED, refunded_amount=order.refunded_amount + amount)
+            return False
+        # PROCESSING: the channel finishes it; the next round asks again
+        queried = self._safe_query_refund(refund_no)
+        if queried is not None and queried.state == "SUCCESS":
+            self._end(refund_no, "succeeded")
+            self._transition(order_no, PaymentState.REFUNDED, refunded_amount=order.refunded_amount + amount)
+        return False
+
+    def _safe_query_refund(self, refund_no: str):
+        try:
+            return self._p.channel.query_refund(refund_no)
+        except UpstreamError:
+            return None
+
+    # ============================================================================================
+    # helpers
+    # ============================================================================================
+    def _unpaid_visits(self, payer: Payer):
+        try:
+            return self._p.his.unpaid_orders(payer.his_patient_id)
+        except UpstreamError as exc:
+            raise PaymentRefused("暂时无法查询待缴费用，请稍后再试。", status=503) from exc
+
+    @staticmethod
+    def _visit_json(visit) -> dict[str, Any]:
+        items = [{"order_no": i.order_no, "name": i.name, "kind": str(i.kind), "amount": str(i.amount),
+                  "quantity": i.quantity, "self_pay_only": i.self_pay_only} for i in visit.items]
+        self_pay = sum((i.amount for i in visit.items if i.self_pay_only), ZERO)
+        total = sum((i.amount for i in visit.items), ZERO)
+        return {"visit_no": visit.visit_no, "date": visit.visit_date.isoformat(),
+                "department": visit.department_name, "doctor": visit.doctor_name, "items": items,
+                "total": str(total), "self_pay_only_total": str(self_pay),
+                "mixed": ZERO < self_pay < total}
+
+    def _order_json(self, order: PaymentOrder) -> dict[str, Any]:
+        state = PaymentState(order.state)
+        category = PatientCategory(order.category)
+        body = {
+            "order_no": order.order_no, "state": state.value, "state_label": STATE_LABELS[state],
+            "terminal": state.terminal, "mode": order.mode, "pay_method": order.pay_method,
+            "visit": order.details.get("visit", {}), "items": order.details.get("items", []),
+            "his_total": str(order.his_total),
+            "split": None if order.total is None else {
+                "total": str(order.total), "fund": str(order.fund), "account": str(order.account),
+                "cash": str(order.cash)},
+            "paid_amount": str(order.paid_amount), "refunded_amount": str(order.refunded_amount),
+            "message": order.message, "anomaly": order.anomaly,
+            "cross_region_notice": CROSS_REGION_NOTICE.get(category, "") if order.mode == "insurance" else "",
+            "offer_self_pay": bool(order.details.get("offer_self_pay")),
+            "receipt_no": order.receipt_no, "invoice_no": order.invoice_no,
+        }
+        if state is PaymentState.AWAITING_PAYMENT:
+            body["code_url"] = order.details.get("code_url")
+            body["pay_deadline"] = as_utc(order.pay_deadline).isoformat() if order.pay_deadline else None
+        if order.anomaly or state is PaymentState.REFUNDED:
+            body["next_step"] = TO_CASHIER if order.anomaly else ""
+        return body
+
+    def _own_order(self, device: AuthenticatedDevice, order_no: str) -> PaymentOrder:
+        payer = self._sessions.payer(device)
+        with self._uow() as uow:
+            order = uow.session.get(PaymentOrder, order_no)
+            if order is None or order.session_id != payer.session_id:
+                raise PaymentRefused("没有找到这笔缴费。", "请返回重新办理", status=404)
+            return order
+
+    def _insurance_of(self, order: PaymentOrder):
+        data = json.loads(self._cipher.decrypt("payment.insurance", order.insurance_enc))
+        return insured_from_json(data["person"]), certificate_from_json(data["certificate"])
+
+    @staticmethod
+    def _med_type(person) -> str:
+        return "11"
+
+    def _settle_request(self, order: PaymentOrder, person, certificate, mdtrt_id: str) -> dict[str, Any]:
+        return {"psn_no": person.psn_no, "certificate": certificate, "med_type": self._med_type(person),
+                "total": order.his_total, "mdtrt_id": mdtrt_id, "chrg_bchno": order.chrg_bchno or order.order_no,
+                "insutype": person.scheme, "use_account": True, "insured_region": person.insured_region}
+
+    def _posting(self, order: PaymentOrder, key: str):
+        from medkiosk.adapters.his.port import PaymentPosting
+
+        return PaymentPosting(
+            idempotency_key=key, patient_id=order.his_patient_id, visit_no=order.visit_no,
+            order_nos=list(order.his_order_nos), total=order.his_total, fund=order.fund or ZERO,
+            account=order.account or ZERO, cash=order.cash or ZERO, insurance_settlement_id=order.setl_id,
+            channel=("insurance" if order.pay_method == PayMethod.NONE.value and order.mode == "insurance"
+                     else (order.channel or "none")), trade_no=order.transaction_id, paid_at=self._clock.now())
+
+    def _invoice_request(self, order: PaymentOrder, key: str):
+        from medkiosk.adapters.einvoice.port import InvoiceRequest
+
+        return InvoiceRequest(
+            idempotency_key=key, bill_no=order.order_no, total=order.total, fund=order.fund, account=order.account,
+            cash=order.cash, items=[{"name": i["name"], "amount": i["amount"], "category": i["kind"]}
+                                    for i in order.details.get("items", [])],
+            cross_region_note="异地医保结算" if PatientCategory(order.category).cross_region
+            and order.mode == "insurance" else None, issued_at=self._clock.now())
+
+    def _stuck(self, order_no: str, why: str) -> None:
+        """An order the machine cannot finish by itself: staff must act (it is retried meanwhile)."""
+        order = self._load(order_no)
+        with self._uow() as uow:
+            record_event(uow, self._clock, "payment_stuck", f"缴费订单需要人工处理：{why}", severity="critical",
+                         device_id=order.device_id, details={"order_no": order_no, "state": order.state})
+            uow.commit()
+        log.error("payment.stuck", order_no=order_no, state=order.state)
+
+    def _anomaly(self, order_no: str, exc: AmountMismatch, *, refund: bool, note: str = "") -> None:
+        order = self._load(order_no)
+        with self._uow() as uow:
+            record_event(uow, self._clock, "payment_anomaly",
+                         f"缴费金额核对不一致：{CHECK_LABELS.get(exc.check, exc.check)}", severity="critical",
+                         device_id=order.device_id,
+                         details={"order_no": order_no, "check": exc.check, "expected": str(exc.expected),
+                                  "actual": str(exc.actual), "refund": refund, "note": note})
+            uow.commit()
+        log.error("payment.anomaly", order_no=order_no, check=exc.check, expected=str(exc.expected),
+                  actual=str(exc.actual))
+
+    def _new_order_no(self, now: datetime) -> str:
+        return f"PO{now:%Y%m%d%H%M%S}{secrets.token_hex(4).upper()}"
+
+    def _msgid(self, order_no: str, infno: str, *, journal: bool = False) -> str:
+        """A fresh msgid, journalled before it is sent (it is what a reversal names)."""
+        for _ in range(5):
+            msgid = self._p.insurance.new_msgid()
+            try:
+                self._begin(order_no, infno, msgid, {})
+            except IntegrityError:
+                continue
+            return msgid
+        raise RuntimeError("could not allocate a unique msgid")
+
+    # -- store primitives ------------------------------------------------------------------------------
+    def _load(self, order_no: str) -> PaymentOrder:
+        with self._uow() as uow:
+            return uow.session.get(PaymentOrder, order_no)
+
+    def _state(self, order_no: str) -> PaymentState:
+        return PaymentState(self._load(order_no).state)
+
+    def _transition(self, order_no: str, target: PaymentState, *, details_patch: dict | None = None,
+                    **fields) -> None:
+        with self._uow() as uow:
+            row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
+            check_transition(PaymentState(row.state), target)
+            row.state = target.value
+            for name, value in fields.items():
+                setattr(row, name, value)
+            if details_patch:
+                row.details = {**row.details, **details_patch}
+            row.updated_at = self._clock.now()
+            uow.commit()
+        log.info("payment.state", order_no=order_no, state=target.value)
+
+    def _update(self, order_no: str, *, details_patch: dict | None = None, **fields) -> None:
+        with self._uow() as uow:
+            row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
+            for name, value in fields.items():
+                setattr(row, name, value)
+            if details_patch:
+                row.details = {**row.details, **details_patch}
+            row.updated_at = self._clock.now()
+            uow.commit()
+
+    def _begin(self, order_no: str, step: str, key: str, detail: dict, *, reuse: bool = False) -> str:
+        with self._uow() as uow:
+            if reuse:
+                existing = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == key)).first()
+                if existing is not None:
+                    existing.status, existing.finished_at = "started", None
+                    uow.commit()
+                    return key
+            uow.session.add(PaymentStep(order_no=order_no, step=step, key=key, status="started", detail=detail,
+                                        started_at=self._clock.now()))
+            uow.commit()
+        return key
+
+    def _end(self, key: str, status: str, detail: dict | None = None) -> None:
+        with self._uow() as uow:
+            step = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == key)).one()
+            step.status = status
+            step.finished_at = self._clock.now()
+            if detail:
+                step.detail = {**step.detail, **detail}
+            uow.commit()
+
+    def _past_deadline(self, order: PaymentOrder) -> bool:
+        return order.pay_deadline is not None and self._clock.now() >= as_utc(order.pay_deadline)
+
+    def _lease(self, order_no: str) -> bool:
+        now = self._clock.now()
+        with self._uow() as uow:
+            result = uow.session.execute(update(PaymentOrder).where(
+                PaymentOrder.order_no == order_no,
+                or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now,
+                    PaymentOrder.lease_owner == self._owner),
+            ).values(lease_owner=self._owner, lease_until=now + LEASE))
+            uow.commit()
+            return result.rowcount == 1
+
+    def _release(self, order_no: str) -> None:
+        with self._uow() as uow:
+            uow.session.execute(update(PaymentOrder).where(
+                PaymentOrder.order_no == order_no, PaymentOrder.lease_owner == self._owner
+            ).values(lease_owner=None, lease_until=None))
+            uow.commit()
