@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     insurance_url: str = "http://127.0.0.1:8202"
     payment_url: str = "http://127.0.0.1:8203"
     einvoice_url: str = "http://127.0.0.1:8204"
-    merchant_id: str = Field(default="1900000001", description="the hospital's merchant number at the payment channel")
+    merchant_id: str = Field(default="1900000109", description="the hospital's merchant number at the payment channel")
     recovery_seconds: float = Field(default=10, ge=0, description="how often unfinished payments are resumed; 0 = never")
     pay_window_seconds: int = Field(default=300, ge=60, le=1800, description="how long a QR order waits for the patient")
     upstream_timeout_seconds: float = 10.0

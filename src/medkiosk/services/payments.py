@@ -42,6 +42,7 @@ from medkiosk.services.clock import Clock, as_utc
 from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.events import record_event
 from medkiosk.services.sessions import (
+    SCHEME_LABELS,
     Payer,
     SessionService,
     certificate_from_json,
@@ -49,7 +50,7 @@ from medkiosk.services.sessions import (
     insured_from_json,
     insured_to_json,
 )
-from medkiosk.store.models import PaymentOrder, PaymentStep
+from medkiosk.store.models import Patient, PaymentOrder, PaymentStep
 
 log = get_logger(__name__)
 
@@ -555,6 +556,10 @@ class PaymentEngine:
         except UpstreamError as exc:
             self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
             return False
+        except Exception as exc:  # the bill is paid; an invoice problem is retried, never fatal
+            log.exception("payment.invoice_failed", order_no=order.order_no, error=type(exc).__name__)
+            self._end(key, "refused", {"error": type(exc).__name__})
+            return False
         self._end(key, "succeeded", {"invoice_no": invoice.invoice_no})
         self._update(order.order_no, invoice_no=invoice.invoice_no, invoice_state="issued")
         return False
@@ -677,8 +682,16 @@ class PaymentEngine:
     def _invoice_request(self, order: PaymentOrder, key: str):
         from medkiosk.adapters.einvoice.port import InvoiceRequest
 
+        with self._uow() as uow:
+            patient = uow.session.get(Patient, order.patient_id)
+            payer_name = self._cipher.decrypt("patient.name", patient.name_enc)
+        insurance_type = None
+        if order.mode == PaymentMode.INSURANCE.value:
+            person, _ = self._insurance_of(order)
+            insurance_type = SCHEME_LABELS.get(person.scheme, person.scheme)
         return InvoiceRequest(
-            idempotency_key=key, bill_no=order.order_no, total=order.total, fund=order.fund, account=order.account,
+            idempotency_key=key, bill_no=order.order_no, payer_name=payer_name, insurance_type=insurance_type,
+            total=order.total, fund=order.fund, account=order.account,
             cash=order.cash, items=[{"name": i["name"], "amount": i["amount"], "category": i["kind"]}
                                     for i in order.details.get("items", [])],
             cross_region_note="异地医保结算" if PatientCategory(order.category).cross_region

@@ -17,10 +17,10 @@ class UnitOfWork:
         return self
 
     def __exit__(self, *exc) -> None:
-        try:
-            self.session.rollback()
-        finally:
-            self.session.close()
+        # close() rolls back whatever was not committed and detaches the objects with the values
+        # they were loaded with (a rollback() first would expire them, so reading one after the
+        # block would fail).
+        self.session.close()
 
     def commit(self) -> None:
         self.session.commit()

@@ -1,0 +1,186 @@
+"""Paying at the kiosk, over real HTTP against every simulator: each outcome of DESIGN 5."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from medkiosk.api.app import create_app
+from medkiosk.bootstrap import build_container
+from medkiosk.serving import start_in_thread
+from medkiosk.settings import Settings, TerminalType
+from medkiosk.simulators import registry
+from medkiosk.simulators.personas import PERSONAS
+from medkiosk.store.models import Event, PaymentOrder
+
+from kiosk_client import Kiosk
+
+
+@pytest.fixture(scope="module")
+def simulators():
+    servers = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in registry.NAMES}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+def world(database_url, simulators):
+    for server in simulators.values():
+        httpx.post(server.url + "/__sim__/reset")
+    settings = Settings(database_url=database_url, recovery_seconds=0, upstream_timeout_seconds=2,
+                        **{f"{name}_url": server.url for name, server in simulators.items()})
+    container = build_container(settings)
+    service = start_in_thread(create_app(container=container), name="service")
+    kiosk = Kiosk(service.url, "K001", container.devices.enroll("K001", TerminalType.OUTPATIENT, location="门诊楼 1F"))
+    yield World(container, kiosk, simulators)
+    service.stop()
+    container.close()
+
+
+class World:
+    def __init__(self, container, kiosk, simulators) -> None:
+        self.container = container
+        self.kiosk = kiosk
+        self.sims = {name: server.url for name, server in simulators.items()}
+
+    def sim(self, name: str, method: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.request(method, self.sims[name] + path, timeout=10, **kwargs)
+
+    def fault(self, name: str, **spec) -> None:
+        assert self.sim(name, "POST", "/__sim__/faults", json=spec).status_code == 200
+
+    def phone_pays(self, order: dict, **body) -> None:
+        trade = f"{order['order_no']}P1"
+        response = self.sim("payment", "POST", f"/__sim__/pay/{trade}", json={"channel": "wechat", **body})
+        assert response.status_code == 200, response.text
+
+    def first_visit_with_items(self, bills: dict, *, self_pay_only: bool | None = None) -> dict:
+        for visit in bills["visits"]:
+            if self_pay_only is None or any(i["self_pay_only"] == self_pay_only for i in visit["items"]):
+                return visit
+        raise AssertionError("no such visit in the demo data")
+
+    def order(self, order_no: str) -> PaymentOrder:
+        with self.container.uow() as uow:
+            return uow.session.get(PaymentOrder, order_no)
+
+    def events(self, kind: str) -> list[Event]:
+        with self.container.uow() as uow:
+            return list(uow.session.scalars(select(Event).where(Event.kind == kind)))
+
+    def unpaid_visit_numbers(self, key: str) -> set[str]:
+        patient = PERSONAS[key].patient_id
+        reply = self.sim("his", "GET", f"/his/v1/patients/{patient}/orders", params={"status": "unpaid"}).json()
+        return {v["visit_no"] for v in reply["visits"]}
+
+
+def test_a_self_pay_patient_pays_a_visit_by_qr_and_gets_a_receipt(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    bills = kiosk.get("/api/kiosk/payments/bills")
+    assert bills["insurance_available"] is False
+    visit = world.first_visit_with_items(bills)
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    assert order["state"] == "presettled"
+    assert order["split"]["cash"] == visit["total"] and order["split"]["fund"] == "0.00"
+    waiting = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    assert waiting["state"] == "awaiting_payment" and waiting["code_url"]
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "awaiting_payment"
+    world.phone_pays(order)
+    done = kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert done["state"] == "completed", done
+    assert done["receipt_no"] and done["invoice_no"]
+    assert visit["visit_no"] not in world.unpaid_visit_numbers("self_pay")
+    receipt = kiosk.get(f"/api/kiosk/payments/{order['order_no']}/receipt")
+    text = " ".join(line.get("text", "") for line in receipt["lines"])
+    assert "门诊缴费凭条" in text and f"￥{visit['total']}" in text and "郑*" in text and "郑浩" not in text
+
+
+def test_a_payment_not_made_in_time_is_closed_and_nothing_is_charged(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    closed = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/cancel")
+    assert closed["state"] == "closed" and closed["paid_amount"] == "0.00"
+    assert world.container.channel.query(f"{order['order_no']}P1").state == "CLOSED"
+    assert visit["visit_no"] in world.unpaid_visit_numbers("self_pay")
+
+
+def test_a_payment_that_races_the_cancel_is_completed_not_lost(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)  # the patient paid just as they pressed cancel
+    after = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/cancel")
+    assert after["state"] == "completed"
+
+
+def test_the_channel_taking_a_different_amount_halts_refunds_and_alerts(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    wrong = str(Decimal(visit["total"]) + Decimal("1.00"))
+    world.phone_pays(order, amount=wrong)
+    result = kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert result["state"] == "refunded", result
+    assert result["anomaly"] == "cash_paid" and result["refunded_amount"] == wrong
+    assert "人工收费窗口" in result["next_step"]
+    assert [e.details["check"] for e in world.events("payment_anomaly")] == ["cash_paid"]
+    assert visit["visit_no"] in world.unpaid_visit_numbers("self_pay")
+    slip = kiosk.get(f"/api/kiosk/payments/{order['order_no']}/receipt")
+    assert "缴费异常凭条" in " ".join(line.get("text", "") for line in slip["lines"])
+
+
+def test_his_refusing_the_posting_refunds_the_patient(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.fault("his", operation="payments.post", kind="error", code="REFUSED", message="该处方已被医生作废", count=1)
+    world.phone_pays(order)
+    result = kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert result["state"] == "refunded", result
+    assert "作废" in result["message"]
+    refund = world.container.channel.query_refund(f"{order['order_no']}R1")
+    assert refund.state == "SUCCESS" and refund.refund_amount == Decimal(visit["total"])
+
+
+def test_a_crash_after_payment_is_finished_by_the_recovery_worker(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    # The kiosk never asks again (the service died, the page was closed): recovery finds it.
+    counts = world.container.payments.recover()
+    assert counts.get("completed") == 1
+    assert world.order(order["order_no"]).state == "completed"
+
+
+def test_his_unreachable_during_posting_is_retried_with_the_same_key_and_posts_once(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.fault("his", operation="payments.post", kind="lost_reply", hang_seconds=3, count=1)
+    world.phone_pays(order)
+    stuck = kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert stuck["state"] == "posting"
+    assert world.container.payments.recover().get("completed") == 1
+    patient = PERSONAS["self_pay"].patient_id
+    posted = world.sim("his", "GET", "/his/v1/payments", params={"patient_id": patient}).json()
+    postings = posted["payments"] if isinstance(posted, dict) else posted
+    assert len([p for p in postings if p["visit_no"] == visit["visit_no"]]) == 1
