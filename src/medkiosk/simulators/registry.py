@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-NAMES = ("his", "insurance")
+NAMES = ("his", "insurance", "payment")
 
 
 def create(name: str) -> FastAPI:
@@ -12,6 +12,8 @@ def create(name: str) -> FastAPI:
         from medkiosk.simulators.his.app import create_app
     elif name == "insurance":
         from medkiosk.simulators.insurance.app import create_app
+    elif name == "payment":
+        from medkiosk.simulators.payment.app import create_app
     else:
         raise ValueError(f"no simulator {name!r}; have {', '.join(NAMES)}")
     return create_app()
