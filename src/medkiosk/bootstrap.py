@@ -50,7 +50,7 @@ class Container:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         for adapter in (self.his, self.insurance, self.channel, self.einvoice):
-            close = getattr(adapter, "close_client", None) or getattr(adapter, "close", None)
+            close = getattr(adapter, "close", None)
             if close:
                 close()
         self.engine.dispose()

@@ -129,8 +129,8 @@ def test_an_unpaid_qr_order_expires_closed_and_can_no_longer_be_paid(channel, si
 
 def test_closing_before_payment_closes_the_order_for_good(channel, sim):
     channel.create_qr_order("K20261125005P1", yuan("10.00"), "门诊缴费", 300)
-    channel.close("K20261125005P1")
-    channel.close("K20261125005P1")  # closing twice is fine
+    channel.close_order("K20261125005P1")
+    channel.close_order("K20261125005P1")  # closing twice is fine
 
     assert channel.query("K20261125005P1").state is TradeState.CLOSED
     assert pay_on_phone(sim, "K20261125005P1").status_code == 409
@@ -141,7 +141,7 @@ def test_closing_a_paid_order_is_refused_so_the_engine_refunds_instead(channel, 
     pay_on_phone(sim, "K20261125006P1").raise_for_status()
 
     with pytest.raises(UpstreamRefused) as refused:
-        channel.close("K20261125006P1")
+        channel.close_order("K20261125006P1")
     assert refused.value.code == "ORDER_PAID" and "退款" in refused.value.message
     assert channel.query("K20261125006P1").state is TradeState.SUCCESS
 
@@ -149,7 +149,7 @@ def test_closing_a_paid_order_is_refused_so_the_engine_refunds_instead(channel, 
 def test_an_order_the_channel_never_saw_is_none_and_cannot_be_closed(channel):
     assert channel.query("K20261125404P1") is None
     with pytest.raises(UpstreamNotFound):
-        channel.close("K20261125404P1")
+        channel.close_order("K20261125404P1")
 
 
 def test_the_phone_taking_another_amount_shows_as_a_paid_amount_that_differs(channel, sim):
@@ -245,7 +245,7 @@ def test_a_patient_who_never_confirms_is_closed_by_the_kiosk(channel):
     channel.charge_payment_code("K20261125015P1", NEVER_CONFIRMS, yuan("35.00"), "门诊缴费")
     for _ in range(3):
         assert channel.query("K20261125015P1").state is TradeState.USERPAYING
-    channel.close("K20261125015P1")
+    channel.close_order("K20261125015P1")
     assert channel.query("K20261125015P1").state is TradeState.CLOSED
 
 

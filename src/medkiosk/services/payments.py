@@ -20,6 +20,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
+from medkiosk.adapters.payment.port import PAID_STATES
 from medkiosk.domain.money import CENT
 from medkiosk.domain.payment import (
     CHECK_LABELS,
@@ -391,7 +392,7 @@ class PaymentEngine:
             trade = None
             if not self._past_deadline(order):
                 return False
-        if trade is not None and trade.state == "SUCCESS":
+        if trade is not None and trade.state in PAID_STATES:
             return self._record_paid(order.order_no, trade)
         if trade is not None and trade.state in ("CLOSED", "PAYERROR"):
             self._transition(order.order_no, PaymentState.CLOSED,
@@ -406,7 +407,7 @@ class PaymentEngine:
         """Close the channel order; if the patient paid in the meantime, take the payment forward."""
         order = self._load(order_no)
         try:
-            self._p.channel.close(order.out_trade_no)
+            self._p.channel.close_order(order.out_trade_no)
         except UpstreamRefused:
             pass  # e.g. already paid: the query below tells
         except UpstreamUnknown:
@@ -415,7 +416,7 @@ class PaymentEngine:
             trade = self._p.channel.query(order.out_trade_no)
         except UpstreamError:
             return False
-        if trade is not None and trade.state == "SUCCESS":
+        if trade is not None and trade.state in PAID_STATES:
             return self._record_paid(order_no, trade)
         self._transition(order_no, PaymentState.CLOSED, message="支付已取消或超时，未扣款。")
         self._undo_presettlement(order_no)

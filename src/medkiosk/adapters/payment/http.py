@@ -48,14 +48,14 @@ class PaymentChannelHttpAdapter:
         self._client = httpx.Client(base_url=base_url.rstrip("/") + API_PREFIX, timeout=timeout,
                                     transport=transport, headers={MERCHANT_HEADER: merchant_id})
 
-    def close_client(self) -> None:
+    def close(self) -> None:
         self._client.close()
 
     def __enter__(self) -> PaymentChannelHttpAdapter:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.close_client()
+        self.close()
 
     # -- the port -----------------------------------------------------------------------------
     def create_qr_order(self, out_trade_no: str, amount: Decimal, description: str,
@@ -79,7 +79,7 @@ class PaymentChannelHttpAdapter:
             return None
         return self._parse("order.query", TradeStatus, body)
 
-    def close(self, out_trade_no: str) -> None:
+    def close_order(self, out_trade_no: str) -> None:
         """Close an unpaid order. Refused when paid; :class:`UpstreamNotFound` when the channel never saw it."""
         self._call("order.close", "POST", f"/orders/{_segment(out_trade_no)}/close", out_trade_no)
 

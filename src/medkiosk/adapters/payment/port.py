@@ -159,7 +159,7 @@ class PaymentChannelPort(Protocol):
         """The order's state, or None when the channel never saw the order."""
         ...
 
-    def close(self, out_trade_no: str) -> None:
+    def close_order(self, out_trade_no: str) -> None:
         """Close an unpaid order so it can no longer be paid; refused when paid (refund instead)."""
         ...
 
