@@ -28,6 +28,8 @@ from medkiosk.adapters.his.port import (
     HisHealth,
     HisPatient,
     NewPatient,
+    PaymentPosting,
+    PostedPayment,
     ScheduleSlot,
     UnpaidVisit,
 )
@@ -116,6 +118,29 @@ class HisHttpAdapter:
         body = self._call("exam_orders.list", "GET", f"/patients/{quote(patient_id, safe='')}/exam-orders",
                           params={"status": "paid"})
         return self._parse("exam_orders.list", list[ExamOrder], self._field("exam_orders.list", body, "exam_orders"))
+
+    def post_payment(self, posting: PaymentPosting) -> PostedPayment:
+        body = self._call("payments.post", "POST", "/payments", payload=posting.model_dump(mode="json"))
+        return self._parse("payments.post", PostedPayment, body)
+
+    def cancel_payment(self, receipt_no: str, idempotency_key: str, reason: str) -> PostedPayment:
+        body = self._call("payments.cancel", "POST", f"/payments/{quote(receipt_no, safe='')}/cancel",
+                          payload={"idempotency_key": idempotency_key, "reason": reason})
+        return self._parse("payments.cancel", PostedPayment, body)
+
+    def list_payments(self, patient_id: str | None = None, since: dt.datetime | dt.date | None = None,
+                      until: dt.datetime | dt.date | None = None) -> list[PostedPayment]:
+        params = {name: value.isoformat() if isinstance(value, dt.date) else value
+                  for name, value in (("patient_id", patient_id), ("since", since), ("until", until)) if value}
+        body = self._call("payments.list", "GET", "/payments", params=params or None)
+        return self._parse("payments.list", list[PostedPayment], self._field("payments.list", body, "payments"))
+
+    def get_payment(self, receipt_no: str) -> PostedPayment | None:
+        try:
+            body = self._call("payments.get", "GET", f"/payments/{quote(receipt_no, safe='')}")
+        except UpstreamNotFound:
+            return None
+        return self._parse("payments.get", PostedPayment, body)
 
     # -- the wire -----------------------------------------------------------------------------
     def _call(self, operation: str, method: str, path: str, *, params: Mapping[str, str] | None = None,

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medkiosk.domain.money import CENT, Money  # noqa: F401  (CENT re-exported for callers)
+from medkiosk.domain.money import CENT, Money, NonNegativeMoney  # noqa: F401  (CENT re-exported for callers)
 
 class Gender(StrEnum):
     MALE = "M"
@@ -67,6 +67,35 @@ class OrderStatus(StrEnum):
     """Waiting to be paid."""
     PAID = "paid"
     """Paid."""
+
+
+class PaymentChannel(StrEnum):
+    """How the patient's cash part reached the hospital (or that none was due)."""
+
+    INSURANCE = "insurance"
+    """Insurance paid everything (统筹 and 个人账户); no cash part."""
+    WECHAT = "wechat"
+    """WeChat Pay through the aggregated payment channel."""
+    ALIPAY = "alipay"
+    """Alipay through the aggregated payment channel."""
+    UNIONPAY = "unionpay"
+    """UnionPay QR (云闪付) through the aggregated payment channel."""
+    BANK_CARD = "bank_card"
+    """A bank card on the kiosk's POS (银行MIS)."""
+    NONE = "none"
+    """Nothing to collect (a zero total)."""
+
+
+CASH_CHANNELS = frozenset({PaymentChannel.WECHAT, PaymentChannel.ALIPAY, PaymentChannel.UNIONPAY,
+                           PaymentChannel.BANK_CARD})
+"""The channels that carry a cash part; each payment through one names the channel's ``trade_no``."""
+
+
+class PaymentStatus(StrEnum):
+    POSTED = "posted"
+    """Posted: the HIS counts its orders as paid."""
+    CANCELLED = "cancelled"
+    """Cancelled (for a refund or an unwinding): its orders are unpaid again."""
 
 
 class HisModel(BaseModel):
@@ -193,6 +222,57 @@ class ExamOrder(HisModel):
     amount: Money
 
 
+class PaymentPosting(HisModel):
+    """A payment to post to the HIS: which orders of a visit, and how their total was split and paid.
+
+    ``idempotency_key`` is ours and derived from the order and the step: the HIS answers a repeat
+    with the first receipt, and refuses the same key with a different body.
+    """
+
+    idempotency_key: str = Field(min_length=1, max_length=64)
+    patient_id: str
+    visit_no: str
+    order_nos: list[str] = Field(min_length=1)
+    total: NonNegativeMoney
+    fund: NonNegativeMoney
+    """Paid by the pooled insurance fund (统筹)."""
+    account: NonNegativeMoney
+    """Paid from the patient's personal insurance account (个人账户)."""
+    cash: NonNegativeMoney
+    """Paid by the patient through ``channel``."""
+    insurance_settlement_id: str | None = None
+    """The insurance platform's ``setl_id``; required when ``fund`` or ``account`` is above zero."""
+    channel: PaymentChannel
+    trade_no: str | None = None
+    """The channel's transaction number; required when ``cash`` is above zero."""
+    paid_at: dt.datetime
+    """When the patient paid; a retry may carry a later time (the HIS keeps the first)."""
+
+
+class PostedPayment(HisModel):
+    """A payment as the HIS keeps it: its receipt, what it paid, and whether it still stands."""
+
+    receipt_no: str
+    posted_at: dt.datetime
+    status: PaymentStatus
+    idempotency_key: str
+    patient_id: str
+    visit_no: str
+    order_nos: list[str]
+    total: Money
+    fund: Money
+    account: Money
+    cash: Money
+    insurance_settlement_id: str | None = None
+    channel: PaymentChannel
+    trade_no: str | None = None
+    paid_at: dt.datetime
+    items: list[OrderItem]
+    """The items paid, as they were when posted."""
+    cancelled_at: dt.datetime | None = None
+    cancel_reason: str | None = None
+
+
 class HisPort(Protocol):
     """The hospital information system as the kiosk sees it.
 
@@ -232,6 +312,28 @@ class HisPort(Protocol):
 
     def exam_orders(self, patient_id: str) -> list[ExamOrder]:
         """The patient's paid exam orders (booked or not), newest first."""
+        ...
+
+    def post_payment(self, posting: PaymentPosting) -> PostedPayment:
+        """Mark the posting's orders paid and return the HIS receipt.
+
+        Refused (``UpstreamRefused``) when an order is unknown, already paid, of another patient or
+        visit, voided by the doctor, or when the amounts disagree with the orders. An
+        ``UpstreamUnknown`` may have posted: retry with the same ``idempotency_key``, which is safe.
+        """
+        ...
+
+    def cancel_payment(self, receipt_no: str, idempotency_key: str, reason: str) -> PostedPayment:
+        """Cancel a posted payment (its orders become unpaid again); repeating it is harmless."""
+        ...
+
+    def list_payments(self, patient_id: str | None = None, since: dt.datetime | dt.date | None = None,
+                      until: dt.datetime | dt.date | None = None) -> list[PostedPayment]:
+        """Payments posted in ``[since, until)`` (a date means its midnight), newest first."""
+        ...
+
+    def get_payment(self, receipt_no: str) -> PostedPayment | None:
+        """One payment by its receipt number, or None when the HIS has no such receipt."""
         ...
 
 

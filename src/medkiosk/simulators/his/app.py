@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from medkiosk.domain.money import NonNegativeMoney
 from medkiosk.simulators.control import SimulatedError, SimulatorControl
 from medkiosk.simulators.his.data import DEFAULT_SEED
-from medkiosk.simulators.his.records import OrderStatus
-from medkiosk.simulators.his.state import HisRefusal, HisState
+from medkiosk.simulators.his.records import OrderStatus, PaymentChannel, PaymentRecord
+from medkiosk.simulators.his.state import HisRefusal, HisState, Invalid
 from medkiosk.simulators.personas import HOSPITAL_CODE, HOSPITAL_NAME
 
 PREFIX = "/his/v1"
@@ -38,6 +39,49 @@ class NewPatientBody(BaseModel):
     birth_date: dt.date | None = None
     phone: str
     insurance_card_no: str | None = None
+
+
+Key = Annotated[str, Field(min_length=1, max_length=64)]
+Reference = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class PaymentBody(BaseModel):
+    idempotency_key: Key
+    patient_id: Reference
+    visit_no: Reference
+    order_nos: list[Reference] = Field(min_length=1, max_length=100)
+    total: NonNegativeMoney
+    fund: NonNegativeMoney
+    account: NonNegativeMoney
+    cash: NonNegativeMoney
+    insurance_settlement_id: Reference | None = None
+    channel: PaymentChannel
+    trade_no: Reference | None = None
+    paid_at: dt.datetime
+
+
+class CancelBody(BaseModel):
+    idempotency_key: Key
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def _moment(value: str | None, name: str) -> dt.datetime | None:
+    """A query's date (its midnight) or date-time; one without an offset is the simulator's local time."""
+    if value is None or not value.strip():
+        return None
+    try:
+        moment = (dt.datetime.combine(dt.date.fromisoformat(value), dt.time()) if len(value.strip()) == 10
+                  else dt.datetime.fromisoformat(value.strip()))
+    except ValueError:
+        raise Invalid(f"请求参数有误：{name}") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _payment(payment: PaymentRecord) -> dict[str, Any]:
+    return payment.model_dump(mode="json", exclude={"cancel_idempotency_key"})
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -153,6 +197,44 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
                    "doctor_code": doctor_code}
         return await operate("schedules.list", request,
                              lambda: {"schedules": state.schedules(date, department_code, doctor_code)})
+
+    @his.post("/payments", status_code=201)
+    async def post_payment(body: PaymentBody, response: Response) -> dict[str, Any]:
+        journal = body.model_dump(mode="json", include={"idempotency_key", "patient_id", "visit_no", "order_nos",
+                                                        "total", "cash", "channel"})
+
+        def run() -> dict[str, Any]:
+            payment, replayed = state.post_payment(**body.model_dump())
+            if replayed:
+                response.headers[REPLAYED_HEADER] = "true"
+            return _payment(payment)
+
+        return await operate("payments.post", journal, run)
+
+    @his.post("/payments/{receipt_no}/cancel")
+    async def cancel_payment(receipt_no: str, body: CancelBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            payment, replayed = state.cancel_payment(receipt_no, idempotency_key=body.idempotency_key,
+                                                     reason=body.reason)
+            if replayed:
+                response.headers[REPLAYED_HEADER] = "true"
+            return _payment(payment)
+
+        return await operate("payments.cancel", {"receipt_no": receipt_no, **body.model_dump()}, run)
+
+    @his.get("/payments")
+    async def list_payments(patient_id: str | None = None, since: str | None = None,
+                            until: str | None = None) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            found = state.payments(patient_id, _moment(since, "since"), _moment(until, "until"))
+            return {"payments": [_payment(p) for p in found]}
+
+        return await operate("payments.list", {"patient_id": patient_id, "since": since, "until": until}, run)
+
+    @his.get("/payments/{receipt_no}")
+    async def get_payment(receipt_no: str) -> dict[str, Any]:
+        return await operate("payments.get", {"receipt_no": receipt_no},
+                             lambda: _payment(state.payment(receipt_no)))
 
     app.include_router(his)
     return app

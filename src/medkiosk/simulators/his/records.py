@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
@@ -20,7 +21,17 @@ from pydantic import (
     model_validator,
 )
 
-from medkiosk.adapters.his.port import DoctorLevel, ExamType, Gender, HalfDay, ItemKind, OrderStatus
+from medkiosk.adapters.his.port import (
+    CASH_CHANNELS,
+    DoctorLevel,
+    ExamType,
+    Gender,
+    HalfDay,
+    ItemKind,
+    OrderStatus,
+    PaymentChannel,
+    PaymentStatus,
+)
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
 from medkiosk.domain.money import CENT, NonNegativeMoney as Money
 
@@ -190,6 +201,74 @@ class AdmissionRecord(Record):
     """None while the patient is still in hospital."""
 
 
+class PaidItemRecord(OrderItemRecord):
+    """An item of a posted payment, kept as it was when paid (with the order it belongs to)."""
+
+    order_no: Code
+
+
+Key = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class PaymentRecord(Record):
+    """A payment posted to the HIS (收费记录): its receipt, its orders and how the total was paid."""
+
+    receipt_no: Code
+    idempotency_key: Key
+    patient_id: Code
+    visit_no: Code
+    order_nos: list[Code] = Field(min_length=1, max_length=100)
+    total: Money
+    fund: Money
+    account: Money
+    cash: Money
+    insurance_settlement_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    channel: PaymentChannel
+    trade_no: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    paid_at: dt.datetime
+    posted_at: dt.datetime
+    status: PaymentStatus = PaymentStatus.POSTED
+    items: list[PaidItemRecord] = Field(min_length=1)
+    cancelled_at: dt.datetime | None = None
+    cancel_reason: Annotated[str, Field(max_length=200)] | None = None
+    cancel_idempotency_key: Key | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PaymentRecord":
+        problem = payment_problem(order_nos=self.order_nos, total=self.total, fund=self.fund, account=self.account,
+                                  cash=self.cash, channel=self.channel, trade_no=self.trade_no,
+                                  insurance_settlement_id=self.insurance_settlement_id)
+        if problem:
+            raise ValueError(problem)
+        if sum(i.amount for i in self.items) != self.total:  # type: ignore[misc]
+            raise ValueError("the items do not add up to total")
+        if {i.order_no for i in self.items} != set(self.order_nos):
+            raise ValueError("the items must belong to exactly the payment's order_nos")
+        if (self.status is PaymentStatus.CANCELLED) != (self.cancelled_at is not None):
+            raise ValueError("cancelled_at is set exactly when status is cancelled")
+        return self
+
+
+def payment_problem(*, order_nos: list[str], total: Decimal, fund: Decimal, account: Decimal, cash: Decimal,
+                    channel: PaymentChannel, trade_no: str | None, insurance_settlement_id: str | None) -> str | None:
+    """What is wrong with a payment's own figures (in Chinese, fit for the refusal), or None."""
+    if len(set(order_nos)) != len(order_nos):
+        return "处方单号重复"
+    if fund + account + cash != total:
+        return f"统筹{fund}元、个人账户{account}元与现金{cash}元之和不等于总额{total}元"
+    if cash > 0 and channel not in CASH_CHANNELS:
+        return f"现金部分{cash}元须注明支付渠道（wechat、alipay、unionpay 或 bank_card）"
+    if cash > 0 and not trade_no:
+        return "现金部分须提供支付渠道的交易号（trade_no）"
+    if cash == 0 and channel in CASH_CHANNELS:
+        return "现金部分为零时支付渠道应为 insurance 或 none"
+    if (fund + account > 0 or channel is PaymentChannel.INSURANCE) and not insurance_settlement_id:
+        return "医保支付须提供医保结算号（insurance_settlement_id）"
+    if channel is PaymentChannel.NONE and total != 0:
+        return "支付渠道为 none 时总额须为零"
+    return None
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     "patients": PatientRecord,
     "departments": DepartmentRecord,
@@ -198,6 +277,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "orders": OrderRecord,
     "exam_orders": ExamOrderRecord,
     "admissions": AdmissionRecord,
+    "payments": PaymentRecord,
 }
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,11 +26,16 @@ from medkiosk.simulators.his.records import (
     HalfDay,
     OrderRecord,
     OrderStatus,
+    PaidItemRecord,
     PatientRecord,
+    PaymentChannel,
+    PaymentRecord,
+    PaymentStatus,
     Record,
     ScheduleRecord,
     describe_validation_error,
     is_valid_phone,
+    payment_problem,
 )
 
 COLLECTIONS = tuple(RECORD_TYPES)
@@ -41,9 +47,11 @@ class HisRefusal(Exception):
     status = 400
     code = "REFUSED"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if code is not None:
+            self.code = code
 
 
 class NotFound(HisRefusal):
@@ -61,6 +69,13 @@ class Invalid(HisRefusal):
 Data = dict[str, list[Record]]
 _PATIENT_NUMBER = re.compile(r"^P(\d+)$")
 _SLOT_KEYS = {"date", "doctor_code", "half_day"}
+# Magic input (docs/simulators/his.md): orders of a visit whose number ends so are voided by the doctor.
+REFUSED_VISIT_SUFFIX = "-REFUSE"
+REFUSED_VISIT_MESSAGE = "该处方已被医生作废，请到门诊收费窗口咨询"
+# What makes two postings with one idempotency key the same request (with the set of order_nos).
+# ``paid_at`` is left out: a retry stamped later is still the same payment (the first time is kept).
+_POSTING_FIELDS = ("patient_id", "visit_no", "total", "fund", "account", "cash", "insurance_settlement_id",
+                   "channel", "trade_no")
 
 
 class HisState:
@@ -80,7 +95,7 @@ class HisState:
     # -- SimulatorState -------------------------------------------------------------------------
     def reset(self) -> None:
         data = build_demo_hospital(today=self.today, seed=self.seed)
-        candidate = {name: _validated(name, data[name]) for name in COLLECTIONS}
+        candidate = {name: _validated(name, data.get(name, [])) for name in COLLECTIONS}
         _check_integrity(candidate)
         with self._lock:
             self._data = candidate
@@ -260,6 +275,108 @@ class HisState:
             "location": departments[o.department_code].location,
         } for o in orders]
 
+    # -- payments ------------------------------------------------------------------------------------
+    def post_payment(self, *, idempotency_key: str, patient_id: str, visit_no: str, order_nos: list[str],
+                     total: Decimal, fund: Decimal, account: Decimal, cash: Decimal,
+                     insurance_settlement_id: str | None, channel: PaymentChannel, trade_no: str | None,
+                     paid_at: dt.datetime) -> tuple[PaymentRecord, bool]:
+        """Post a payment and mark its orders paid; ``(payment, replayed)``. Checked whole, then applied."""
+        posting = {"patient_id": patient_id, "visit_no": visit_no, "total": total, "fund": fund, "account": account,
+                   "cash": cash, "insurance_settlement_id": insurance_settlement_id, "channel": channel,
+                   "trade_no": trade_no, "paid_at": paid_at}
+        with self._lock:
+            earlier = next((p for p in self._data["payments"] if p.idempotency_key == idempotency_key), None)
+            if earlier is not None:
+                same = sorted(earlier.order_nos) == sorted(order_nos) and all(
+                    getattr(earlier, name) == posting[name] for name in _POSTING_FIELDS)
+                if not same:
+                    raise Conflict("该幂等键已用于另一笔内容不同的缴费，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+                return earlier, True
+            problem = payment_problem(order_nos=order_nos, total=total, fund=fund, account=account, cash=cash,
+                                      channel=channel, trade_no=trade_no,
+                                      insurance_settlement_id=insurance_settlement_id)
+            if problem:
+                raise Invalid(problem)
+            orders = {o.order_no: o for o in self._data["orders"]}
+            unknown = [n for n in order_nos if n not in orders]
+            if unknown:
+                raise Invalid(f"未找到处方单 {'、'.join(unknown)}，请刷新待缴费项目", code="ORDER_NOT_FOUND")
+            chosen = [orders[n] for n in order_nos]
+            foreign = [o.order_no for o in chosen if o.patient_id != patient_id or o.visit_no != visit_no]
+            if foreign:
+                raise Invalid(f"处方单 {'、'.join(foreign)} 不属于该患者的本次就诊", code="ORDER_MISMATCH")
+            if any(o.visit_no.endswith(REFUSED_VISIT_SUFFIX) for o in chosen):
+                raise Invalid(REFUSED_VISIT_MESSAGE, code="ORDER_REFUSED")
+            paid = [o.order_no for o in chosen if o.status is OrderStatus.PAID]
+            if paid:
+                raise Conflict(f"处方单 {'、'.join(paid)} 已缴费，请勿重复缴费", code="ORDER_PAID")
+            items = [PaidItemRecord(order_no=o.order_no, **i.model_dump()) for o in chosen for i in o.items]
+            due = sum((i.amount for i in items), Decimal("0.00"))  # type: ignore[misc]
+            if total != due:
+                raise Invalid(f"缴费金额与应收金额不符：应收{due:.2f}元，提交{total:.2f}元，请到窗口核对",
+                              code="AMOUNT_MISMATCH")
+            now = _now()
+            payment = PaymentRecord(receipt_no=self._next_receipt_no(now), idempotency_key=idempotency_key,
+                                    order_nos=order_nos, posted_at=now, items=items, **posting)
+            self._data = {**self._data, "payments": [*self._data["payments"], payment],
+                          **self._with_order_status(set(order_nos), OrderStatus.PAID)}
+            return payment, False
+
+    def cancel_payment(self, receipt_no: str, *, idempotency_key: str, reason: str) -> tuple[PaymentRecord, bool]:
+        """Cancel a posted payment, its orders unpaid again; ``(payment, replayed)``.
+
+        Cancelling a payment that is already cancelled answers with it as it is, whatever the key.
+        """
+        with self._lock:
+            payment = self.payment(receipt_no)
+            other = next((p for p in self._data["payments"] if p.cancel_idempotency_key == idempotency_key), None)
+            if other is not None and (other.receipt_no != receipt_no or other.cancel_reason != reason):
+                raise Conflict("该幂等键已用于另一笔内容不同的撤销，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+            if payment.status is PaymentStatus.CANCELLED:
+                return payment, True
+            booked = [e.order_no for e in self._data["exam_orders"] if e.order_no in payment.order_nos and e.booked]
+            if booked:
+                raise Conflict("该缴费包含已预约的检查，请先取消检查预约再退费", code="EXAM_BOOKED")
+            cancelled = payment.model_copy(update={"status": PaymentStatus.CANCELLED, "cancelled_at": _now(),
+                                                   "cancel_reason": reason,
+                                                   "cancel_idempotency_key": idempotency_key})
+            payments = [cancelled if p.receipt_no == receipt_no else p for p in self._data["payments"]]
+            self._data = {**self._data, "payments": payments,
+                          **self._with_order_status(set(payment.order_nos), OrderStatus.UNPAID)}
+            return cancelled, False
+
+    def payments(self, patient_id: str | None = None, since: dt.datetime | None = None,
+                 until: dt.datetime | None = None) -> list[PaymentRecord]:
+        """Payments posted in ``[since, until)``, newest first; cancelled ones included, with their status."""
+        with self._lock:
+            found = [p for p in self._data["payments"]
+                     if (patient_id is None or p.patient_id == patient_id)
+                     and (since is None or p.posted_at >= since) and (until is None or p.posted_at < until)]
+        return sorted(found, key=lambda p: (p.posted_at, p.receipt_no), reverse=True)
+
+    def payment(self, receipt_no: str) -> PaymentRecord:
+        with self._lock:
+            for payment in self._data["payments"]:
+                if payment.receipt_no == receipt_no:
+                    return payment
+        raise NotFound("未找到该缴费记录")
+
+    def _next_receipt_no(self, now: dt.datetime) -> str:
+        taken = {p.receipt_no for p in self._data["payments"]}
+        number = len(taken) + 1
+        while (receipt_no := f"SF{now:%Y%m%d}{number:05d}") in taken:
+            number += 1
+        return receipt_no
+
+    def _with_order_status(self, order_nos: set[str], status: OrderStatus) -> Data:
+        """The orders (and the exam orders they charge for) with ``status``: the collections to swap in."""
+        return {
+            "orders": [o.model_copy(update={"status": status}) if o.order_no in order_nos else o
+                       for o in self._data["orders"]],
+            "exam_orders": [e.model_copy(update={"status": status}) if e.order_no in order_nos else e
+                            for e in self._data["exam_orders"]],
+        }
+
     def _patient(self, patient_id: str) -> PatientRecord:
         for patient in self._data["patients"]:
             if patient.patient_id == patient_id:
@@ -270,6 +387,10 @@ class HisState:
         if code is None:
             return None
         return {code} | {d.code for d in self._data["departments"] if d.parent_code == code}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now().astimezone().replace(microsecond=0)
 
 
 def _next_patient_number(patients: Iterable[Record]) -> int:
@@ -308,6 +429,7 @@ def _check_integrity(data: Data) -> None:
     orders: list[OrderRecord] = data["orders"]  # type: ignore[assignment]
     exam_orders: list[ExamOrderRecord] = data["exam_orders"]  # type: ignore[assignment]
     admissions: list[AdmissionRecord] = data["admissions"]  # type: ignore[assignment]
+    payments: list[PaymentRecord] = data["payments"]  # type: ignore[assignment]
 
     _unique(patients, lambda p: p.patient_id, "patient_id")
     _unique(patients, lambda p: p.id_number, "id_number")
@@ -321,6 +443,9 @@ def _check_integrity(data: Data) -> None:
     _unique(exam_orders, lambda o: o.order_no, "exam order_no")
     _unique(admissions, lambda a: a.admission_no, "admission_no")
     _unique(admissions, lambda a: a.patient_id if a.discharged_on is None else None, "current admission of patient")
+    _unique(payments, lambda p: p.receipt_no, "receipt_no")
+    _unique(payments, lambda p: p.idempotency_key, "payment idempotency_key")
+    _unique(payments, lambda p: p.cancel_idempotency_key, "payment cancel_idempotency_key")
 
     patient_ids = {p.patient_id for p in patients}
     groups = {d.code for d in departments if d.parent_code is None}
@@ -353,3 +478,17 @@ def _check_integrity(data: Data) -> None:
         refer(e.department_code, department_codes, "department", f"exam order {e.order_no}")
     for a in admissions:
         refer(a.patient_id, patient_ids, "patient", f"admission {a.admission_no}")
+    by_order_no = {o.order_no: o for o in orders}
+    posted_orders: set[str] = set()
+    for p in payments:
+        for order_no in p.order_nos:
+            refer(order_no, set(by_order_no), "order", f"payment {p.receipt_no}")
+            order = by_order_no[order_no]
+            if (order.patient_id, order.visit_no) != (p.patient_id, p.visit_no):
+                raise ValueError(f"payment {p.receipt_no}: order {order_no} is of another patient or visit")
+            if p.status is PaymentStatus.POSTED:
+                if order.status is not OrderStatus.PAID:
+                    raise ValueError(f"payment {p.receipt_no} is posted but its order {order_no} is not paid")
+                if order_no in posted_orders:
+                    raise ValueError(f"order {order_no} is in two posted payments")
+                posted_orders.add(order_no)
