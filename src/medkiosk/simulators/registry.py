@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-NAMES = ("his", "insurance", "payment")
+NAMES = ("his", "insurance", "einvoice", "payment")
 
 
 def create(name: str) -> FastAPI:
@@ -14,6 +14,8 @@ def create(name: str) -> FastAPI:
         from medkiosk.simulators.insurance.app import create_app
     elif name == "payment":
         from medkiosk.simulators.payment.app import create_app
+    elif name == "einvoice":
+        from medkiosk.simulators.einvoice.app import create_app
     else:
         raise ValueError(f"no simulator {name!r}; have {', '.join(NAMES)}")
     return create_app()

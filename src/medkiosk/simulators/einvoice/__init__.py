@@ -1,0 +1,1 @@
+"""The e-invoice simulator: the fiscal e-invoice platform behind our contract (docs/simulators/einvoice.md)."""
