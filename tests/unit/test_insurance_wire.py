@@ -339,3 +339,131 @@ def test_names_id_numbers_and_tokens_stay_out_of_reprs():
 def test_a_certificate_needs_a_known_kind_and_a_number(kind, number):
     with pytest.raises(ValueError):
         Certificate(kind, number)
+
+
+# -- outpatient settlement over a scripted platform ---------------------------------------------
+SETTLE_OUTPUT = {
+    "setlinfo": {"setl_id": "S1", "mdtrt_id": "M1", "psn_no": "32010000000000000001", "medfee_sumamt": 268.00,
+                 "fulamt_ownpay_amt": 68.0, "overlmt_selfpay": 0, "preselfpay_amt": 18.0, "inscp_scp_amt": 182.0,
+                 "act_pay_dedc": 100.0, "hifp_pay": 65.6, "pool_prop_selfpay": 0.8, "fund_pay_sumamt": 65.6,
+                 "psn_part_amt": 202.4, "acct_pay": 202.4, "psn_cash_pay": 0, "balc": 1317.95,
+                 "setl_time": "2026-11-25 09:31:00", "clr_optins": "320100"},
+    "setldetail": [{"fund_pay_type": "310100", "fund_pay_type_name": "职工基本医疗保险统筹基金", "fund_payamt": 65.6}],
+}
+
+
+def _settlement_request(**overrides):
+    from medkiosk.adapters.insurance import SettlementRequest
+
+    values = {"psn_no": "32010000000000000001", "insured_region": "340100", "scheme": "310",
+              "certificate": Certificate("03", "B34010004", "SN-9"), "mdtrt_id": "M1", "batch_no": "B1",
+              "total": Decimal("268.00")}
+    return SettlementRequest(**{**values, **overrides})
+
+
+def test_settle_sends_the_callers_msgid_and_the_persons_region_and_reads_every_amount_as_a_decimal():
+    platform = ScriptedPlatform({"9001": [_sign_in_reply("S1")],
+                                 "2207": [{"infcode": "0", "output": json.dumps(SETTLE_OUTPUT)}]})
+    msgid = new_msgid(HOSPITAL_CODE, NOW, 42)
+
+    result = _adapter(platform).settle(_settlement_request(), msgid=msgid)
+
+    sent = platform.sent("2207")[0]
+    assert (sent["msgid"], sent["insuplc_admdvs"]) == (msgid, "340100")
+    data = sent["input"]["data"]
+    assert (data["medfee_sumamt"], data["acct_used_flag"], data["card_sn"], data["psn_setlway"]) == (
+        268.0, "1", "SN-9", "01")
+    assert b'"medfee_sumamt":268.0' in platform.requests[1].content
+    assert (result.setl_id, result.total, result.fund, result.account, result.cash) == (
+        "S1", Decimal("268.00"), Decimal("65.60"), Decimal("202.40"), Decimal("0.00"))
+    assert (result.deductible, result.balance_after, result.fund_ratio) == (Decimal("100.00"), Decimal("1317.95"), Decimal("0.8"))
+    assert result.parts_add_up and result.details[0].amount == Decimal("65.60")
+    assert result.settled_at == datetime(2026, 11, 25, 9, 31, tzinfo=CHINA_TZ)
+
+
+def test_a_settlement_reply_without_a_setl_id_is_an_unknown_outcome():
+    output = json.loads(json.dumps(SETTLE_OUTPUT))
+    del output["setlinfo"]["setl_id"]
+    platform = ScriptedPlatform({"9001": [_sign_in_reply("S1")], "2207": [{"infcode": 0, "output": output}]})
+
+    with pytest.raises(UpstreamUnknown) as unknown:
+        _adapter(platform).settle(_settlement_request(), msgid=new_msgid(HOSPITAL_CODE, NOW, 2))
+    assert unknown.value.operation == "2207"
+
+
+def test_a_settlement_refusal_is_a_refusal_and_a_dropped_connection_an_unknown_outcome():
+    def drop(body: dict) -> httpx.Response:
+        raise httpx.ReadError("connection reset")
+
+    platform = ScriptedPlatform({"9001": [_sign_in_reply("S1")],
+                                 "2207": [{"infcode": -1, "err_msg": "未办理异地就医备案，请先通过国家医保服务平台APP备案"}, drop]})
+    adapter = _adapter(platform)
+
+    with pytest.raises(UpstreamRefused, match="异地就医备案"):
+        adapter.settle(_settlement_request(), msgid=new_msgid(HOSPITAL_CODE, NOW, 2))
+    with pytest.raises(UpstreamUnknown) as unknown:
+        adapter.settle(_settlement_request(), msgid=new_msgid(HOSPITAL_CODE, NOW, 3))
+    assert unknown.value.code == "TRANSPORT"
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: a.settle(_settlement_request(), msgid=""),
+    lambda a: a.reverse(new_msgid(HOSPITAL_CODE, NOW, 1), "2207", "1", "340100", msgid=""),
+    lambda a: a.settle(_settlement_request(insured_region=""), msgid=new_msgid(HOSPITAL_CODE, NOW, 1)),
+    lambda a: a.settle(_settlement_request(), msgid="too-short"),
+    lambda a: a.settle(_settlement_request(), msgid=new_msgid("H99999999999", NOW, 1)),
+])
+def test_a_state_changing_call_needs_the_callers_msgid_and_the_persons_region_before_anything_is_sent(call):
+    platform = ScriptedPlatform({"9001": [_sign_in_reply("S1")]})
+
+    with pytest.raises(ValueError):
+        call(_adapter(platform))
+    assert platform.bodies == []
+
+
+def test_a_cancellation_sent_with_positive_amounts_reads_the_same_as_one_sent_negative():
+    def reply(sign: int) -> dict:
+        return {"infcode": 0, "output": {"setlinfo": {
+            "setl_id": "C1", "init_setl_id": "S1", "medfee_sumamt": sign * 268, "fund_pay_sumamt": sign * 65.6,
+            "acct_pay": sign * 202.4, "psn_cash_pay": 0, "balc": 1520.35}}}
+
+    platform = ScriptedPlatform({"9001": [_sign_in_reply("S1")], "2208": [reply(-1), reply(1)]})
+    adapter = _adapter(platform)
+    kwargs = {"setl_id": "S1", "mdtrt_id": "M1", "psn_no": "1", "insured_region": "320100"}
+
+    negative = adapter.cancel_settlement(**kwargs, msgid=new_msgid(HOSPITAL_CODE, NOW, 1))
+    positive = adapter.cancel_settlement(**kwargs, msgid=new_msgid(HOSPITAL_CODE, NOW, 2))
+
+    assert negative == positive
+    assert (negative.setl_id, negative.cancellation_id, negative.account, negative.balance_after) == (
+        "S1", "C1", Decimal("202.40"), Decimal("1520.35"))
+
+
+def test_a_reversal_status_the_adapter_does_not_know_is_an_unknown_outcome():
+    platform = ScriptedPlatform({"9001": [_sign_in_reply("S1")], "2601": [{"infcode": 0, "output": {"data": {
+        "omsgid": "X", "oinfno": "2207", "rvs_stas": "maybe"}}}]})
+
+    with pytest.raises(UpstreamUnknown):
+        _adapter(platform).reverse(new_msgid(HOSPITAL_CODE, NOW, 1), "2207", "1", "320100",
+                                   msgid=new_msgid(HOSPITAL_CODE, NOW, 2))
+
+
+def test_fee_lines_go_out_with_spec_names_and_come_back_classed():
+    from medkiosk.adapters.insurance import FeeItem
+
+    platform = ScriptedPlatform({"9001": [_sign_in_reply("S1")], "2204": [{"infcode": 0, "output": json.dumps({
+        "result": [{"feedetl_sn": "1", "det_item_fee_sumamt": 450.0, "cnt": 1, "pric": 450.0, "pric_uplmt_amt": 420,
+                    "selfpay_prop": 0.1, "fulamt_ownpay_amt": 0, "overlmt_amt": 30, "preselfpay_amt": 42,
+                    "inscp_scp_amt": 378, "chrgitm_lv": "02", "med_chrgitm_type": "03", "memo": ""}]})}]})
+    item = FeeItem(serial="1", hospital_code="E0004", insurance_code="002104000010000", quantity=Decimal("1"),
+                   unit_price=Decimal("450.00"), amount=Decimal("450.00"), occurred_at=NOW, department_code="0701")
+
+    [result] = _adapter(platform).upload_fees(psn_no="1", insured_region="320100", mdtrt_id="M1", batch_no="B1",
+                                              items=[item], msgid=new_msgid(HOSPITAL_CODE, NOW, 5))
+
+    line = platform.sent("2204")[0]["input"]["feedetail"][0]
+    assert (line["med_list_codg"], line["medins_list_codg"], line["chrg_bchno"], line["fee_ocur_time"]) == (
+        "002104000010000", "E0004", "B1", "2026-11-25 09:30:05")
+    assert (line["det_item_fee_sumamt"], line["cnt"], line["pric"], line["bilg_dept_codg"]) == (450.0, 1.0, 450.0, "0701")
+    assert (result.item_class, result.over_limit, result.pre_self_paid, result.in_scope, result.price_cap) == (
+        "02", Decimal("30.00"), Decimal("42.00"), Decimal("378.00"), Decimal("420.00"))

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -24,14 +24,36 @@ from pydantic import BaseModel, ValidationError
 from medkiosk.adapters.errors import UpstreamNotFound, UpstreamRefused, UpstreamUnknown
 from medkiosk.adapters.insurance import wire
 from medkiosk.adapters.insurance.port import (
+    ORDINARY_OUTPATIENT,
+    AmountDifference,
     Certificate,
+    DetailsReconciliation,
+    Diagnosis,
+    DifferenceKind,
     ECertificate,
+    FeeItem,
+    FeeResult,
+    FundPayment,
     InsuredPerson,
+    MedType,
+    ReconciliationDifference,
+    Reversal,
+    ReversalOutcome,
+    SettlementCancellation,
+    SettlementLine,
+    SettlementRequest,
+    SettlementResult,
     SignIn,
     SpecialDisease,
+    TotalsReconciliation,
+    VisitRegistration,
 )
 from medkiosk.adapters.insurance.transport import PlainJsonTransport, WireTransport
-from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
+from medkiosk.domain.identity import (
+    birth_date_from_id,
+    gender_from_id,
+    is_valid_id_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +61,11 @@ SYSTEM = "insurance"
 SIGN_IN = "9001"
 PERSON_INFO = "1101"
 SPECIAL_DISEASES = "5301"
+REGISTER, CANCEL_REGISTRATION, VISIT_INFO = "2201", "2202", "2203"
+UPLOAD_FEES, CANCEL_FEES, PRE_SETTLE, SETTLE, CANCEL_SETTLEMENT = "2204", "2205", "2206", "2207", "2208"
+REVERSAL, RECONCILE_TOTALS, RECONCILE_DETAILS = "2601", "3201", "3202"
 EC_QUERY = "ec.query"
+ALL_BATCHES = "0000"
 
 # What a platform says when the sign_no is unknown or stale; then we sign in again once.
 _SIGN_IN_GONE = ("未签到", "签到已失效", "签到失效", "签到信息不存在")
@@ -105,6 +131,14 @@ class InsuranceHttpAdapter:
     def new_msgid(self) -> str:
         """A fresh msgid from this adapter's sequence (callers that persist msgids make their own)."""
         return wire.new_msgid(self.hospital_code, self._clock(), self._sequence.next())
+
+    def _given(self, msgid: str) -> str:
+        """A state-changing call's msgid is the caller's, persisted before sending: never made up here."""
+        if not msgid:
+            raise ValueError("a call that changes something needs the caller's msgid")
+        if len(msgid) != 30 or not msgid.startswith(self.hospital_code) or not msgid[12:].isdigit():
+            raise ValueError("a msgid is this hospital's fixmedins_code + yyyyMMddHHmmss + a 4-digit sequence")
+        return msgid
 
     # -- sign-in ----------------------------------------------------------------------------
     def sign_in(self) -> SignIn:
@@ -259,7 +293,205 @@ class InsuranceHttpAdapter:
                                ends_on=f.enddate) for f in out.feedetail]
 
 
+    # -- outpatient settlement ------------------------------------------------------------------
+    def register_visit(self, *, psn_no: str, insured_region: str, scheme: str, certificate: Certificate,
+                       visit_no: str, began_at: datetime, department_code: str, department_name: str,
+                       doctor_code: str, doctor_name: str, department_kind: str = "",
+                       msgid: str) -> VisitRegistration:
+        """2201: open an outpatient visit; ``mdtrt_id`` names it in every later transaction."""
+        data = wire.RegisterData(
+            psn_no=psn_no, insutype=scheme, begntime=_time(began_at), mdtrt_cert_type=certificate.kind,
+            mdtrt_cert_no=certificate.number, ipt_otp_no=visit_no, atddr_no=doctor_code, dr_name=doctor_name,
+            dept_code=department_code, dept_name=department_name, caty=department_kind,
+        )
+        reply = self._call(REGISTER, wire.RegisterInput(data=data).model_dump(),
+                           insuplc_admdvs=_region(insured_region), msgid=self._given(msgid))
+        out = _read(wire.RegisterOutput, reply.output, REGISTER).data
+        return VisitRegistration(mdtrt_id=out.mdtrt_id, psn_no=out.psn_no, visit_no=out.ipt_otp_no or visit_no)
+
+    def cancel_visit(self, *, psn_no: str, insured_region: str, mdtrt_id: str, visit_no: str, msgid: str) -> None:
+        """2202: cancel a visit that has no valid settlement."""
+        data = wire.CancelRegistrationData(psn_no=psn_no, mdtrt_id=mdtrt_id, ipt_otp_no=visit_no)
+        self._call(CANCEL_REGISTRATION, wire.CancelRegistrationInput(data=data).model_dump(),
+                   insuplc_admdvs=_region(insured_region), msgid=self._given(msgid))
+
+    def upload_visit_info(self, *, psn_no: str, insured_region: str, mdtrt_id: str, began_at: datetime,
+                          med_type: MedType = ORDINARY_OUTPATIENT, diagnoses: Sequence[Diagnosis] = (),
+                          main_condition: str = "", disease_code: str = "", disease_name: str = "",
+                          msgid: str) -> None:
+        """2203: the visit's kind (11 ordinary, 14 special disease) and its diagnoses."""
+        body = wire.VisitInfoInput(
+            mdtrtinfo=wire.MdtrtInfo(mdtrt_id=mdtrt_id, psn_no=psn_no, med_type=med_type, begntime=_time(began_at),
+                                     main_cond_dscr=main_condition, dise_codg=disease_code, dise_name=disease_name),
+            diseinfo=[wire.DiseInfo(diag_type=d.kind, diag_srt_no=d.rank, diag_code=d.code, diag_name=d.name,
+                                    diag_dept=d.department, dise_dor_no=d.doctor_code, dise_dor_name=d.doctor_name,
+                                    diag_time=_time(d.diagnosed_at) if d.diagnosed_at else "")
+                      for d in diagnoses],
+        )
+        self._call(VISIT_INFO, body.model_dump(), insuplc_admdvs=_region(insured_region), msgid=self._given(msgid))
+
+    def upload_fees(self, *, psn_no: str, insured_region: str, mdtrt_id: str, batch_no: str,
+                    items: Sequence[FeeItem], msgid: str) -> list[FeeResult]:
+        """2204: upload one batch of fee lines; returns the platform's classing of each."""
+        if not items:
+            raise ValueError("upload_fees needs at least one item")
+        body = wire.FeeUploadInput(feedetail=[
+            wire.FeeDetail(
+                feedetl_sn=item.serial, mdtrt_id=mdtrt_id, psn_no=psn_no, chrg_bchno=batch_no,
+                rxno=item.prescription_no,
+                fee_ocur_time=_time(item.occurred_at), med_list_codg=item.insurance_code,
+                medins_list_codg=item.hospital_code, det_item_fee_sumamt=item.amount, cnt=item.quantity,
+                pric=item.unit_price, bilg_dept_codg=item.department_code, bilg_dept_name=item.department_name,
+                bilg_dr_codg=item.doctor_code, bilg_dr_name=item.doctor_name,
+            ) for item in items
+        ])
+        reply = self._call(UPLOAD_FEES, body.model_dump(), insuplc_admdvs=_region(insured_region),
+                           msgid=self._given(msgid))
+        out = _read(wire.FeeUploadOutput, reply.output, UPLOAD_FEES)
+        return [FeeResult(serial=r.feedetl_sn, amount=r.det_item_fee_sumamt, item_class=r.chrgitm_lv,
+                          charge_type=r.med_chrgitm_type, self_pay_ratio=r.selfpay_prop,
+                          self_paid_in_full=r.fulamt_ownpay_amt, over_limit=r.overlmt_amt,
+                          pre_self_paid=r.preselfpay_amt, in_scope=r.inscp_scp_amt, price_cap=r.pric_uplmt_amt,
+                          note=r.memo or "") for r in out.result]
+
+    def cancel_fees(self, *, psn_no: str, insured_region: str, mdtrt_id: str, batch_no: str | None = None,
+                    msgid: str) -> None:
+        """2205: withdraw the unsettled lines of ``batch_no`` (``None``: of every batch)."""
+        data = wire.CancelFeesData(mdtrt_id=mdtrt_id, chrg_bchno=batch_no or ALL_BATCHES, psn_no=psn_no)
+        self._call(CANCEL_FEES, wire.CancelFeesInput(data=data).model_dump(),
+                   insuplc_admdvs=_region(insured_region), msgid=self._given(msgid))
+
+    def pre_settle(self, request: SettlementRequest, *, msgid: str | None = None) -> SettlementResult:
+        """2206: the split settling would give; nothing is committed."""
+        return self._settlement(PRE_SETTLE, request, msgid)
+
+    def settle(self, request: SettlementRequest, *, msgid: str) -> SettlementResult:
+        """2207: settle. An ``UpstreamUnknown`` is an unknown outcome: resend this msgid, or reverse it."""
+        result = self._settlement(SETTLE, request, self._given(msgid))
+        if not result.setl_id:
+            raise UpstreamUnknown(SYSTEM, "settlement reply without setl_id", code="UNPARSABLE", operation=SETTLE)
+        return result
+
+    def _settlement(self, infno: str, request: SettlementRequest, msgid: str | None) -> SettlementResult:
+        certificate = request.certificate
+        data = wire.SettleData(
+            psn_no=request.psn_no, mdtrt_cert_type=certificate.kind, mdtrt_cert_no=certificate.number,
+            card_sn=certificate.card_sn or "", med_type=request.med_type, medfee_sumamt=request.total,
+            mdtrt_id=request.mdtrt_id, chrg_bchno=request.batch_no, insutype=request.scheme,
+            acct_used_flag="1" if request.use_account else "0", insuplc_admdvs=_region(request.insured_region),
+        )
+        reply = self._call(infno, wire.SettleInput(data=data).model_dump(),
+                           insuplc_admdvs=request.insured_region, msgid=msgid)
+        out = _read(wire.SettleOutput, reply.output, infno)
+        info = out.setlinfo
+        return SettlementResult(
+            setl_id=info.setl_id or None, mdtrt_id=info.mdtrt_id, psn_no=info.psn_no, total=info.medfee_sumamt,
+            fund=info.fund_pay_sumamt, account=info.acct_pay, cash=info.psn_cash_pay,
+            self_paid_in_full=info.fulamt_ownpay_amt, pre_self_paid=info.preselfpay_amt,
+            over_limit=info.overlmt_selfpay, in_scope=info.inscp_scp_amt, deductible=info.act_pay_dedc,
+            balance_after=info.balc, fund_ratio=info.pool_prop_selfpay,
+            details=tuple(FundPayment(fund_type=d.fund_pay_type, amount=d.fund_payamt, name=d.fund_pay_type_name or "")
+                          for d in out.setldetail),
+            settled_at=_parse_time(info.setl_time) if info.setl_time else None, clearing_agency=info.clr_optins,
+        )
+
+    def cancel_settlement(self, *, setl_id: str, mdtrt_id: str, psn_no: str, insured_region: str,
+                          msgid: str) -> SettlementCancellation:
+        """2208: cancel a valid settlement; the amounts returned are what was undone, as positive numbers."""
+        data = wire.CancelSettlementData(setl_id=setl_id, mdtrt_id=mdtrt_id, psn_no=psn_no)
+        reply = self._call(CANCEL_SETTLEMENT, wire.CancelSettlementInput(data=data).model_dump(),
+                           insuplc_admdvs=_region(insured_region), msgid=self._given(msgid))
+        info = _read(wire.CancelSettlementOutput, reply.output, CANCEL_SETTLEMENT).setlinfo
+        # Platforms record a cancellation as a negative settlement; some send the amounts positive.
+        return SettlementCancellation(setl_id=info.init_setl_id or setl_id, cancellation_id=info.setl_id,
+                                      total=abs(info.medfee_sumamt), fund=abs(info.fund_pay_sumamt),
+                                      account=abs(info.acct_pay), cash=abs(info.psn_cash_pay),
+                                      balance_after=info.balc)
+
+    def reverse(self, original_msgid: str, original_infno: str, psn_no: str, insured_region: str, *,
+                msgid: str) -> Reversal:
+        """2601: undo what ``original_msgid`` did. Safe to call whether or not the original arrived."""
+        data = wire.ReversalData(omsgid=original_msgid, oinfno=original_infno, psn_no=psn_no)
+        reply = self._call(REVERSAL, wire.ReversalInput(data=data).model_dump(),
+                           insuplc_admdvs=_region(insured_region), msgid=self._given(msgid))
+        out = _read(wire.ReversalOutput, reply.output, REVERSAL).data
+        try:
+            outcome = ReversalOutcome(out.rvs_stas)
+        except ValueError:
+            raise UpstreamUnknown(SYSTEM, f"unknown reversal status {out.rvs_stas!r}", code="UNPARSABLE",
+                                  operation=REVERSAL) from None
+        return Reversal(original_msgid=out.omsgid, original_infno=out.oinfno, outcome=outcome,
+                        description=out.rvs_dscr, setl_id=out.setl_id or None, mdtrt_id=out.mdtrt_id or None,
+                        balance_after=out.balc)
+
+    def reconcile_totals(self, *, clearing_agency: str, begins_on: date, ends_on: date, total: Decimal,
+                         fund: Decimal, account: Decimal, count: int, scheme: str = "",
+                         clearing_type: str = "", msgid: str | None = None) -> TotalsReconciliation:
+        """3201: the hospital's totals for ``begins_on``–``ends_on`` against the platform's."""
+        data = wire.TotalsReconciliationData(
+            insutype=scheme, clr_type=clearing_type, setl_optins=clearing_agency, stmt_begndate=begins_on.isoformat(),
+            stmt_enddate=ends_on.isoformat(), medfee_sumamt=total, fund_pay_sumamt=fund, acct_pay=account,
+            fixmedins_setl_cnt=count,
+        )
+        reply = self._call(RECONCILE_TOTALS, wire.TotalsReconciliationInput(data=data).model_dump(),
+                           insuplc_admdvs="", msgid=msgid)
+        info = _read(wire.TotalsReconciliationOutput, reply.output, RECONCILE_TOTALS).stmtinfo
+        return TotalsReconciliation(consistent=_consistent(info.stmt_rslt, RECONCILE_TOTALS),
+                                    description=info.stmt_rslt_dscr, total=info.medfee_sumamt,
+                                    fund=info.fund_pay_sumamt, account=info.acct_pay, count=info.fixmedins_setl_cnt)
+
+    def reconcile_details(self, *, clearing_agency: str, begins_on: date, ends_on: date,
+                          settlements: Sequence[SettlementLine], msgid: str | None = None) -> DetailsReconciliation:
+        """3202: settlement by settlement; every difference the platform finds, on either side."""
+        data = wire.DetailsReconciliationData(
+            setl_optins=clearing_agency, stmt_begndate=begins_on.isoformat(), stmt_enddate=ends_on.isoformat(),
+            setl_list=[wire.DetailLine(setl_id=s.setl_id, mdtrt_id=s.mdtrt_id, psn_no=s.psn_no, medfee_sumamt=s.total,
+                                       fund_pay_sumamt=s.fund, acct_pay=s.account, psn_cash_pay=s.cash)
+                       for s in settlements],
+        )
+        reply = self._call(RECONCILE_DETAILS, wire.DetailsReconciliationInput(data=data).model_dump(),
+                           insuplc_admdvs="", msgid=msgid)
+        out = _read(wire.DetailsReconciliationOutput, reply.output, RECONCILE_DETAILS)
+        differences = []
+        for diff in out.diffs:
+            try:
+                kind = DifferenceKind(diff.diff_type)
+            except ValueError:
+                raise UpstreamUnknown(SYSTEM, f"unknown difference type {diff.diff_type!r}", code="UNPARSABLE",
+                                      operation=RECONCILE_DETAILS) from None
+            differences.append(ReconciliationDifference(
+                setl_id=diff.setl_id, kind=kind, platform_state=diff.platform_state, note=diff.memo,
+                mdtrt_id=diff.mdtrt_id or None, psn_no=diff.psn_no or None,
+                amounts=tuple(AmountDifference(field=f.field, hospital=f.hosp_value, platform=f.platform_value)
+                              for f in diff.fields),
+            ))
+        return DetailsReconciliation(consistent=_consistent(out.stmtinfo.stmt_rslt, RECONCILE_DETAILS),
+                                     differences=tuple(differences), hospital_count=out.stmtinfo.hosp_setl_cnt,
+                                     platform_count=out.stmtinfo.platform_setl_cnt,
+                                     matched_count=out.stmtinfo.matched_cnt)
+
+
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _region(insured_region: str) -> str:
+    if len(insured_region) != 6 or not insured_region.isdigit():
+        raise ValueError("insured_region is the person's 6-digit insuplc_admdvs (from 1101)")
+    return insured_region
+
+
+def _time(moment: datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(wire.CHINA_TZ)
+    return moment.strftime(wire.INF_TIME_FORMAT)
+
+
+def _consistent(stmt_rslt: str, infno: str) -> bool:
+    if stmt_rslt not in ("0", "1"):
+        raise UpstreamUnknown(SYSTEM, f"unknown stmt_rslt {stmt_rslt!r}", code="UNPARSABLE", operation=infno)
+    return stmt_rslt == "0"
+
+
 def _says_sign_in_gone(err_msg: str | None) -> bool:
     return bool(err_msg) and any(marker in err_msg for marker in _SIGN_IN_GONE)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medkiosk.domain.money import Money
+
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
 """The platform's clock: China has one time zone and no daylight saving, so a fixed offset is exact."""
 
@@ -325,3 +327,342 @@ def parse_ec_response(text: str | bytes) -> EcQueryResponse:
     if not isinstance(data, dict):
         raise ValueError("an ec.query reply is a JSON object")
     return EcQueryResponse.model_validate(data)
+
+
+# -- outpatient settlement: shared pieces -------------------------------------------------------
+def _none_is_empty_list(value: Any) -> Any:
+    if value is None:
+        return []
+    return [value] if isinstance(value, dict) else value
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- 2201 / 2202 registration -------------------------------------------------------------------
+class RegisterData(BaseModel):
+    psn_no: str
+    insutype: str
+    begntime: str  # yyyy-MM-dd HH:mm:ss
+    mdtrt_cert_type: str
+    mdtrt_cert_no: str
+    ipt_otp_no: str  # the hospital's visit number
+    atddr_no: str = ""  # attending doctor's code
+    dr_name: str = ""
+    dept_code: str = ""
+    dept_name: str = ""
+    caty: str = ""  # department category (科别)
+
+
+class RegisterInput(BaseModel):
+    data: RegisterData
+
+
+class RegisterOut(_Out):
+    mdtrt_id: str = Field(min_length=1)
+    psn_no: str
+    ipt_otp_no: str | None = None
+
+
+class RegisterOutput(_Out):
+    data: RegisterOut
+
+
+class CancelRegistrationData(BaseModel):
+    psn_no: str
+    mdtrt_id: str
+    ipt_otp_no: str
+
+
+class CancelRegistrationInput(BaseModel):
+    data: CancelRegistrationData
+
+
+# -- 2203 visit info ----------------------------------------------------------------------------
+class MdtrtInfo(BaseModel):
+    mdtrt_id: str
+    psn_no: str
+    med_type: str  # 11 ordinary outpatient, 14 special-disease outpatient
+    begntime: str
+    main_cond_dscr: str = ""
+    dise_codg: str = ""
+    dise_name: str = ""
+    birctrl_type: str = ""
+    birctrl_matn_date: str = ""
+
+
+class DiseInfo(BaseModel):
+    diag_type: str  # 1 western, 2 TCM main, 3 TCM syndrome
+    diag_srt_no: int
+    diag_code: str
+    diag_name: str
+    diag_dept: str = ""
+    dise_dor_no: str = ""
+    dise_dor_name: str = ""
+    diag_time: str = ""
+    vali_flag: str = "1"
+
+
+class VisitInfoInput(BaseModel):
+    mdtrtinfo: MdtrtInfo
+    diseinfo: list[DiseInfo] = []
+
+
+# -- 2204 / 2205 fee details --------------------------------------------------------------------
+class FeeDetail(BaseModel):
+    feedetl_sn: str
+    mdtrt_id: str
+    psn_no: str
+    chrg_bchno: str
+    dise_codg: str = ""
+    rxno: str = ""
+    rx_circ_flag: str = "0"
+    fee_ocur_time: str
+    med_list_codg: str  # the insurance code; "" for an item that has none
+    medins_list_codg: str  # the hospital's own item code
+    det_item_fee_sumamt: Money
+    cnt: Decimal
+    pric: Decimal
+    sin_dos_dscr: str = ""
+    used_frqu_dscr: str = ""
+    prd_days: Decimal = Decimal("0")
+    medc_way_dscr: str = ""
+    bilg_dept_codg: str = ""
+    bilg_dept_name: str = ""
+    bilg_dr_codg: str = ""
+    bilg_dr_name: str = ""
+    hosp_appr_flag: str = ""
+
+
+class FeeUploadInput(BaseModel):
+    feedetail: list[FeeDetail]
+
+
+class FeeResultOut(_Out):
+    feedetl_sn: str
+    det_item_fee_sumamt: Money
+    cnt: Decimal | None = None
+    pric: Decimal | None = None
+    pric_uplmt_amt: Money | None = None
+    selfpay_prop: Decimal = Decimal("0")
+    fulamt_ownpay_amt: Money = Decimal("0.00")
+    overlmt_amt: Money = Decimal("0.00")
+    preselfpay_amt: Money = Decimal("0.00")
+    inscp_scp_amt: Money = Decimal("0.00")
+    chrgitm_lv: str = ""
+    med_chrgitm_type: str = ""
+    memo: str | None = None
+
+
+class FeeUploadOutput(_Out):
+    result: list[FeeResultOut] = []
+
+    @field_validator("result", mode="before")
+    @classmethod
+    def _list_of_result(cls, value: Any) -> Any:
+        return _none_is_empty_list(value)
+
+
+class CancelFeesData(BaseModel):
+    mdtrt_id: str
+    chrg_bchno: str  # "0000": every unsettled batch of the visit
+    psn_no: str
+
+
+class CancelFeesInput(BaseModel):
+    data: CancelFeesData
+
+
+# -- 2206 / 2207 / 2208 settlement --------------------------------------------------------------
+class SettleData(BaseModel):
+    psn_no: str
+    mdtrt_cert_type: str
+    mdtrt_cert_no: str
+    med_type: str
+    medfee_sumamt: Money
+    psn_setlway: str = "01"  # settle by item
+    mdtrt_id: str
+    chrg_bchno: str
+    insutype: str
+    acct_used_flag: str  # 1: the personal account pays the patient's part
+    insuplc_admdvs: str
+    card_sn: str = ""
+    invono: str = ""
+
+
+class SettleInput(BaseModel):
+    data: SettleData
+
+
+class SetlInfo(_Out):
+    setl_id: str | None = None
+    mdtrt_id: str
+    psn_no: str
+    medfee_sumamt: Money
+    fulamt_ownpay_amt: Money = Decimal("0.00")
+    overlmt_selfpay: Money = Decimal("0.00")
+    preselfpay_amt: Money = Decimal("0.00")
+    inscp_scp_amt: Money = Decimal("0.00")
+    act_pay_dedc: Money = Decimal("0.00")
+    hifp_pay: Money = Decimal("0.00")
+    pool_prop_selfpay: Decimal | None = None
+    fund_pay_sumamt: Money
+    psn_part_amt: Money | None = None
+    acct_pay: Money
+    psn_cash_pay: Money
+    balc: Money | None = None
+    setl_time: str | None = None
+    clr_optins: str | None = None
+    clr_type: str | None = None
+
+
+class SetlDetail(_Out):
+    fund_pay_type: str
+    fund_pay_type_name: str | None = None
+    fund_payamt: Money
+
+
+class SettleOutput(_Out):
+    setlinfo: SetlInfo
+    setldetail: list[SetlDetail] = []
+
+    @field_validator("setldetail", mode="before")
+    @classmethod
+    def _list_of_setldetail(cls, value: Any) -> Any:
+        return _none_is_empty_list(value)
+
+
+class CancelSettlementData(BaseModel):
+    setl_id: str
+    mdtrt_id: str
+    psn_no: str
+
+
+class CancelSettlementInput(BaseModel):
+    data: CancelSettlementData
+
+
+class CancelSetlInfo(_Out):
+    setl_id: str  # the cancellation's own id
+    init_setl_id: str | None = None  # the settlement cancelled
+    mdtrt_id: str | None = None
+    medfee_sumamt: Money
+    fund_pay_sumamt: Money
+    acct_pay: Money
+    psn_cash_pay: Money
+    balc: Money | None = None
+
+
+class CancelSettlementOutput(_Out):
+    setlinfo: CancelSetlInfo
+
+
+# -- 2601 reversal ------------------------------------------------------------------------------
+class ReversalData(BaseModel):
+    omsgid: str
+    oinfno: str
+    psn_no: str
+
+
+class ReversalInput(BaseModel):
+    data: ReversalData
+
+
+class ReversalOut(_Out):
+    omsgid: str
+    oinfno: str
+    rvs_stas: str
+    rvs_dscr: str = ""
+    setl_id: str | None = None
+    mdtrt_id: str | None = None
+    balc: Money | None = None
+
+
+class ReversalOutput(_Out):
+    data: ReversalOut
+
+
+# -- 3201 / 3202 reconciliation -----------------------------------------------------------------
+class TotalsReconciliationData(BaseModel):
+    insutype: str = ""
+    clr_type: str = ""
+    setl_optins: str
+    stmt_begndate: str  # yyyy-MM-dd
+    stmt_enddate: str
+    medfee_sumamt: Money
+    fund_pay_sumamt: Money
+    acct_pay: Money
+    fixmedins_setl_cnt: int
+
+
+class TotalsReconciliationInput(BaseModel):
+    data: TotalsReconciliationData
+
+
+class StmtInfo(_Out):
+    setl_optins: str | None = None
+    stmt_rslt: str  # 0 consistent, 1 not
+    stmt_rslt_dscr: str = ""
+    medfee_sumamt: Money | None = None
+    fund_pay_sumamt: Money | None = None
+    acct_pay: Money | None = None
+    fixmedins_setl_cnt: int | None = None
+
+
+class TotalsReconciliationOutput(_Out):
+    stmtinfo: StmtInfo
+
+
+class DetailLine(BaseModel):
+    setl_id: str
+    mdtrt_id: str = ""
+    psn_no: str = ""
+    medfee_sumamt: Money
+    fund_pay_sumamt: Money
+    acct_pay: Money
+    psn_cash_pay: Money
+
+
+class DetailsReconciliationData(BaseModel):
+    setl_optins: str
+    stmt_begndate: str
+    stmt_enddate: str
+    setl_list: list[DetailLine]
+
+
+class DetailsReconciliationInput(BaseModel):
+    data: DetailsReconciliationData
+
+
+class DiffField(_Out):
+    field: str
+    hosp_value: Money | None = None
+    platform_value: Money | None = None
+
+
+class Diff(_Out):
+    setl_id: str
+    mdtrt_id: str | None = None
+    psn_no: str | None = None
+    diff_type: str  # hospital_only, platform_only, amount_mismatch
+    platform_state: str = ""
+    memo: str = ""
+    fields: list[DiffField] = []
+
+
+class DetailsStmtInfo(_Out):
+    stmt_rslt: str
+    hosp_setl_cnt: int | None = None
+    platform_setl_cnt: int | None = None
+    matched_cnt: int | None = None
+
+
+class DetailsReconciliationOutput(_Out):
+    stmtinfo: DetailsStmtInfo
+    diffs: list[Diff] = []
+
+    @field_validator("diffs", mode="before")
+    @classmethod
+    def _list_of_diffs(cls, value: Any) -> Any:
+        return _none_is_empty_list(value)

@@ -1,10 +1,13 @@
 """A runnable fake of the national medical-security platform: envelopes in, envelopes out.
 
-``POST /fsi/api`` takes the platform's request envelope and dispatches on ``infno`` (9001 sign-in,
-1101 person info, 5301 special-disease filings); ``POST /ec/query`` resolves an e-certificate QR
-to a token. Like a real platform it answers HTTP 200 with ``infcode`` -1 for every refusal, sends
-``infcode`` as a number for even msgid sequences and as a string for odd ones, and sends
-``output`` as a JSON string for 9001 and 5301, so a client must cope with both shapes.
+``POST /fsi/api`` takes the platform's request envelope and dispatches on ``infno``: 9001 sign-in,
+1101 person info, 5301 special-disease filings, and the outpatient transactions of
+:mod:`medkiosk.simulators.insurance.outpatient` (2201–2208, 2601 reversal, 3201/3202
+reconciliation). ``POST /ec/query`` resolves an e-certificate QR to a token. Like a real platform it
+answers HTTP 200 with ``infcode`` -1 for every refusal, sends ``infcode`` as a number for even msgid
+sequences and as a string for odd ones, and sends ``output`` as a JSON string for 9001, 5301, 2204
+and 3202, so a client must cope with both shapes. A transaction that changes something is
+processed once per msgid; the same msgid again gets the first reply.
 The shared control surface is under ``/__sim__/``, plus ``/__sim__/clock`` to age tokens.
 """
 
@@ -21,8 +24,14 @@ from fastapi.routing import APIRouter
 from pydantic import BaseModel, Field
 
 from medkiosk.simulators.control import SimulatedError, SimulatorControl
+from medkiosk.simulators.insurance import outpatient
 from medkiosk.simulators.insurance.data import PersonRecord
-from medkiosk.simulators.insurance.state import InsuranceState
+from medkiosk.simulators.insurance.state import (
+    CARD_LOST,
+    PERSON_NOT_FOUND,
+    InsuranceState,
+    Refusal,
+)
 
 INFVER = "V1.0"
 ENVELOPE_FIELDS = (
@@ -34,11 +43,9 @@ NON_EMPTY_FIELDS = (
     "infno", "msgid", "mdtrtarea_admvs", "recer_sys_code", "infver", "opter_type", "opter", "opter_name",
     "inf_time", "fixmedins_code", "fixmedins_name",
 )
-OUTPUT_AS_JSON_STRING = {"9001", "5301"}
+OUTPUT_AS_JSON_STRING = {"9001", "5301", "2204", "3202"}
 
 NOT_SIGNED_IN = "未签到或签到已失效"
-PERSON_NOT_FOUND = "未查询到该人员参保信息"
-CARD_LOST = "该社保卡已挂失，请持身份证到人工窗口办理"
 CARD_SN_MISSING = "跨省异地就医须上传社保卡卡识别码(card_sn)，请重新读卡"
 CARD_SN_MISMATCH = "社保卡卡识别码(card_sn)与卡号不符，请重新读卡"
 EC_TOKEN_UNKNOWN = "电子凭证令牌(ecToken)无效，请重新扫码"
@@ -50,14 +57,6 @@ MSGID_FORMAT = "报文ID(msgid)格式错误：应为定点医药机构编号(12�
 EC_OK, EC_BAD_REQUEST, EC_QR_UNKNOWN, EC_FAULT = 0, 1001, 1002, 1999
 
 
-class Refusal(Exception):
-    """A transaction the platform refuses: answered with infcode -1 and this message."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 class ClockAdvance(BaseModel):
     advance_seconds: float = Field(gt=0, le=366 * 24 * 3600)
 
@@ -67,7 +66,7 @@ def create_app(state: InsuranceState | None = None, *, seed: int | None = None) 
     state = state if state is not None else InsuranceState(seed=seed)
     control = SimulatorControl("insurance", state, seed=seed)
     app = FastAPI(title="medkiosk · national insurance platform simulator", version="1.0",
-                  description="国家医疗保障信息平台（门诊身份部分）的模拟器。See docs/simulators/insurance.md.")
+                  description="国家医疗保障信息平台（门诊身份与门诊结算部分）的模拟器。See docs/simulators/insurance.md.")
     app.state.control = control
     app.state.insurance = state
     app.include_router(control.router())
@@ -78,12 +77,14 @@ def create_app(state: InsuranceState | None = None, *, seed: int | None = None) 
         "1101": lambda envelope: _person_info(state, envelope),
         "5301": lambda envelope: _special_diseases(state, envelope),
     }
+    for infno, handler in outpatient.HANDLERS.items():
+        handlers[infno] = _outpatient(state, handler)
 
     @app.post("/fsi/api", tags=["platform"])
     async def fsi_api(request: Request) -> Response:
         received = state.now_local()
         try:
-            envelope = json.loads(await request.body())
+            envelope = json.loads(await request.body(), parse_float=Decimal)
         except ValueError:
             return _reply(state, {}, received, error="请求报文不是合法的JSON")
         if not isinstance(envelope, dict):
@@ -98,6 +99,9 @@ def create_app(state: InsuranceState | None = None, *, seed: int | None = None) 
         except (Refusal, SimulatedError) as refused:
             return _reply(state, envelope, received, error=refused.message)
         await control.after(infno)
+        if isinstance(output, _Garbled):
+            return Response(b"<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502,
+                            media_type="text/html")
         return _reply(state, envelope, received, output=output, as_string=infno in OUTPUT_AS_JSON_STRING)
 
     @app.post("/ec/query", tags=["e-certificate"])
@@ -126,6 +130,26 @@ def create_app(state: InsuranceState | None = None, *, seed: int | None = None) 
         }})
 
     return app
+
+
+class _Garbled(dict):
+    """An output that was committed but must reach the caller as a gateway error (magic input)."""
+
+
+def _outpatient(state: InsuranceState, handler: outpatient.Handler) -> Callable[[dict[str, Any]], Any]:
+    """An outpatient handler behind the sign-in check and, when it changes something, once per msgid."""
+
+    def run(envelope: dict[str, Any]) -> Any:
+        _require_sign_in(state, envelope)
+        with state.lock:
+            if envelope["infno"] not in outpatient.RECORDED:
+                return handler(state, envelope)
+            output, first_time = outpatient.once(state, envelope, handler)
+        if first_time and outpatient.reply_lost_by_magic(envelope):
+            return _Garbled(output or {})
+        return output
+
+    return run
 
 
 # -- the envelope -------------------------------------------------------------------------------
