@@ -82,7 +82,7 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
     identify = IdentifyService(uow_factory, clock, his, insurance, cipher, sessions,
                                hospital_region=settings.hospital_admdvs, executor=executor)
     payments = PaymentEngine(uow_factory, clock, cipher, sessions, Ports(his, insurance, channel, einvoice),
-                             hospital_name=settings.hospital_name,
+                             hospital_name=settings.hospital_name, executor=executor,
                              pay_window=timedelta(seconds=settings.pay_window_seconds))
     return Container(settings, engine, session_factory, clock, cipher, his, insurance, channel, einvoice, executor,
                      devices, sessions, identify, payments)

@@ -184,3 +184,103 @@ def test_his_unreachable_during_posting_is_retried_with_the_same_key_and_posts_o
     posted = world.sim("his", "GET", "/his/v1/payments", params={"patient_id": patient}).json()
     postings = posted["payments"] if isinstance(posted, dict) else posted
     assert len([p for p in postings if p["visit_no"] == visit["visit_no"]]) == 1
+
+
+# -- insured patients ------------------------------------------------------------------------------
+def settlements_of(world, mdtrt_id: str) -> list[dict]:
+    state = world.sim("insurance", "GET", "/__sim__/state/settlements").json()
+    rows = state.values() if isinstance(state, dict) else state
+    return [s for s in rows if s.get("mdtrt_id") == mdtrt_id]
+
+
+def valid(settlements: list[dict]) -> list[dict]:
+    return [s for s in settlements if s["status"] == "valid"]
+
+
+def insured_order(world, key: str = "same_province", **identify) -> tuple[dict, dict]:
+    kiosk = world.kiosk
+    kiosk.insert_insurance_card(key, **identify)
+    bills = kiosk.get("/api/kiosk/payments/bills")
+    assert bills["insurance_available"] is True
+    visit = world.first_visit_with_items(bills)
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "insurance"})
+    return visit, order
+
+
+def test_an_insured_patient_sees_the_split_pays_the_cash_part_and_is_settled_once(world):
+    visit, order = insured_order(world, "local_resident")
+    assert order["state"] == "presettled", order
+    split = {k: Decimal(v) for k, v in order["split"].items()}
+    assert split["fund"] > 0 and split["cash"] > 0
+    assert split["fund"] + split["account"] + split["cash"] == Decimal(visit["total"])
+    assert order["cross_region_notice"] == ""  # a local patient: no 异地 notice
+    world.kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    done = world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert done["state"] == "completed", done
+    assert Decimal(done["paid_amount"]) == split["cash"]
+    row = world.order(order["order_no"])
+    assert len(valid(settlements_of(world, row.mdtrt_id))) == 1
+    assert visit["visit_no"] not in world.unpaid_visit_numbers("local_resident")
+
+
+def test_a_bill_the_personal_account_covers_completes_without_paying(world):
+    visit, order = insured_order(world, "same_province")
+    assert order["state"] == "completed", order
+    assert order["split"]["cash"] == "0.00" and Decimal(order["split"]["account"]) > 0
+    assert order["pay_method"] == "none"
+    assert order["cross_region_notice"].startswith("异地医保（省内）")
+    row = world.order(order["order_no"])
+    assert len(valid(settlements_of(world, row.mdtrt_id))) == 1
+
+
+def test_a_settlement_whose_reply_is_lost_is_reversed_and_settled_again_exactly_once(world):
+    visit, order = insured_order(world, "local_resident")
+    world.fault("insurance", operation="2207", kind="lost_reply", hang_seconds=4, count=1)
+    world.kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    result = world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    if result["state"] != "completed":
+        world.container.payments.recover()
+        result = world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert result["state"] == "completed", result
+    row = world.order(order["order_no"])
+    settlements = settlements_of(world, row.mdtrt_id)
+    assert len(valid(settlements)) == 1
+    assert [s["status"] for s in settlements].count("reversed") == 1  # the lost one was reversed (冲正)
+    assert row.setl_id == valid(settlements)[0]["setl_id"]
+
+
+def test_a_refused_settlement_refunds_the_cash_part(world):
+    visit, order = insured_order(world, "local_resident")
+    cash = Decimal(order["split"]["cash"])
+    assert cash > 0
+    world.kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.fault("insurance", operation="2207", kind="error", message="结算失败：基金支付异常", count=1)
+    world.phone_pays(order)
+    result = world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert result["state"] == "refunded", result
+    assert Decimal(result["refunded_amount"]) == cash
+    assert visit["visit_no"] in world.unpaid_visit_numbers("local_resident")
+
+
+def test_his_refusing_an_insured_posting_cancels_the_settlement_and_refunds(world):
+    visit, order = insured_order(world, "local_resident")
+    world.kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.fault("his", operation="payments.post", kind="error", code="REFUSED", message="该处方已被医生作废", count=1)
+    world.phone_pays(order)
+    result = world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert result["state"] == "refunded", result
+    row = world.order(order["order_no"])
+    assert [s["status"] for s in settlements_of(world, row.mdtrt_id)] == ["cancelled"]
+    assert Decimal(result["refunded_amount"]) == Decimal(order["split"]["cash"])
+
+
+def test_an_unfiled_cross_province_patient_is_told_why_and_offered_self_pay(world):
+    kiosk = world.kiosk
+    kiosk.insert_insurance_card("cross_province_unfiled")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "insurance"})
+    assert order["state"] == "failed"
+    assert "备案" in order["message"] and order["offer_self_pay"] is True
+    assert order["paid_amount"] == "0.00"

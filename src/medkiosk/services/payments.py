@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
+from medkiosk.adapters.insurance.port import FeeItem, SettlementRequest
 from medkiosk.adapters.payment.port import PAID_STATES
 from medkiosk.domain.money import CENT
 from medkiosk.domain.payment import (
@@ -105,7 +107,9 @@ class Ports:
 
 class PaymentEngine:
     def __init__(self, uow_factory, clock: Clock, cipher: FieldCipher, sessions: SessionService, ports: Ports,
-                 *, hospital_name: str, owner: str | None = None, pay_window: timedelta = PAY_WINDOW) -> None:
+                 *, hospital_name: str, executor: ThreadPoolExecutor, owner: str | None = None,
+                 pay_window: timedelta = PAY_WINDOW) -> None:
+        self._executor = executor
         self._uow = uow_factory
         self._clock = clock
         self._cipher = cipher
@@ -155,7 +159,7 @@ class PaymentEngine:
         details = {
             "visit": {"visit_no": visit.visit_no, "date": visit.visit_date.isoformat(),
                       "department": visit.department_name, "department_code": visit.department_code,
-                      "doctor": visit.doctor_name},
+                      "doctor": visit.doctor_name, "doctor_code": visit.doctor_code},
             "items": [{"order_no": i.order_no, "item_code": i.item_code, "name": i.name, "kind": str(i.kind),
                        "insurance_code": i.insurance_code, "self_pay_only": i.self_pay_only,
                        "unit_price": str(i.unit_price), "quantity": i.quantity, "amount": str(i.amount),
@@ -323,24 +327,28 @@ class PaymentEngine:
             return
         person, certificate = self._insurance_of(order)
         ins = self._p.insurance
+        visit = order.details["visit"]
         try:
             registration = ins.register_visit(
-                psn_no=person.psn_no, insutype=person.scheme, insured_region=person.insured_region,
-                certificate=certificate, visit_no=order.visit_no, begntime=order.created_at,
-                department_code=order.details["visit"].get("department_code", ""),
-                department_name=order.details["visit"]["department"], doctor_name=order.details["visit"]["doctor"],
+                psn_no=person.psn_no, insured_region=person.insured_region, scheme=person.scheme,
+                certificate=certificate, visit_no=order.visit_no, began_at=order.created_at,
+                department_code=visit.get("department_code", ""), department_name=visit.get("department", ""),
+                doctor_code=visit.get("doctor_code", ""), doctor_name=visit.get("doctor", ""),
                 msgid=self._msgid(order_no, "2201"))
             mdtrt_id = registration.mdtrt_id
-            self._update(order_no, mdtrt_id=mdtrt_id, chrg_bchno=order_no)
-            ins.upload_visit_info(mdtrt_id=mdtrt_id, psn_no=person.psn_no, insured_region=person.insured_region,
-                                  med_type=self._med_type(person), begntime=order.created_at,
-                                  msgid=self._msgid(order_no, "2203"))
-            results = ins.upload_fees(mdtrt_id=mdtrt_id, psn_no=person.psn_no, insured_region=person.insured_region,
-                                      chrg_bchno=order_no, items=order.details["items"],
-                                      occurred_at=order.created_at, msgid=self._msgid(order_no, "2204"))
+            self._update(order_no, mdtrt_id=mdtrt_id, chrg_bchno=self._batch_no(order))
+            # 2203 and 2204 only need the visit: send them together.
+            visit_info = self._executor.submit(
+                ins.upload_visit_info, psn_no=person.psn_no, insured_region=person.insured_region,
+                mdtrt_id=mdtrt_id, began_at=order.created_at, med_type=self._med_type(person),
+                msgid=self._msgid(order_no, "2203"))
+            results = ins.upload_fees(psn_no=person.psn_no, insured_region=person.insured_region,
+                                      mdtrt_id=mdtrt_id, batch_no=self._batch_no(order),
+                                      items=self._fee_items(order), msgid=self._msgid(order_no, "2204"))
+            visit_info.result()
             check_equal("detail_total", order.his_total, sum((r.amount for r in results), ZERO))
-            pre = ins.pre_settle(self._settle_request(order, person, certificate, mdtrt_id),
-                                 msgid=self._msgid(order_no, "2206"))
+            order = self._load(order_no)
+            pre = ins.pre_settle(self._settle_request(order, person, certificate), msgid=self._msgid(order_no, "2206"))
             check_equal("settlement_total", order.his_total, pre.total)
             split = Split(pre.total, pre.fund, pre.account, pre.cash)
         except AmountMismatch as exc:
@@ -376,7 +384,7 @@ class PaymentEngine:
         person, _ = self._insurance_of(order)
         try:
             self._p.insurance.cancel_fees(mdtrt_id=order.mdtrt_id, psn_no=person.psn_no,
-                                          insured_region=person.insured_region, chrg_bchno=order.chrg_bchno,
+                                          insured_region=person.insured_region, batch_no=self._batch_no(order),
                                           msgid=self._msgid(order_no, "2205"))
             self._p.insurance.cancel_visit(mdtrt_id=order.mdtrt_id, psn_no=person.psn_no,
                                            insured_region=person.insured_region, visit_no=order.visit_no,
@@ -448,8 +456,7 @@ class PaymentEngine:
         self._transition(order_no, PaymentState.SETTLING, attempts=order.attempts + 1)
         msgid = self._msgid(order_no, "2207", journal=True)
         try:
-            result = self._p.insurance.settle(self._settle_request(order, person, certificate, order.mdtrt_id),
-                                              msgid=msgid)
+            result = self._p.insurance.settle(self._settle_request(order, person, certificate), msgid=msgid)
         except UpstreamRefused as exc:
             self._end(msgid, "refused", {"message": exc.message})
             self._transition(order_no, PaymentState.REFUNDING, message=f"医保结算未成功（{exc.message}），已为您办理退款。")
@@ -665,10 +672,25 @@ class PaymentEngine:
     def _med_type(person) -> str:
         return "11"
 
-    def _settle_request(self, order: PaymentOrder, person, certificate, mdtrt_id: str) -> dict[str, Any]:
-        return {"psn_no": person.psn_no, "certificate": certificate, "med_type": self._med_type(person),
-                "total": order.his_total, "mdtrt_id": mdtrt_id, "chrg_bchno": order.chrg_bchno or order.order_no,
-                "insutype": person.scheme, "use_account": True, "insured_region": person.insured_region}
+    def _settle_request(self, order: PaymentOrder, person, certificate) -> SettlementRequest:
+        return SettlementRequest(psn_no=person.psn_no, insured_region=person.insured_region, scheme=person.scheme,
+                                 certificate=certificate, mdtrt_id=order.mdtrt_id, batch_no=self._batch_no(order),
+                                 total=order.his_total, med_type=self._med_type(person), use_account=True)
+
+    @staticmethod
+    def _batch_no(order: PaymentOrder) -> str:
+        return order.chrg_bchno or order.order_no[-20:]
+
+    @staticmethod
+    def _fee_items(order: PaymentOrder) -> list[FeeItem]:
+        visit = order.details["visit"]
+        return [FeeItem(serial=f"{n:04d}", hospital_code=i["item_code"], insurance_code=i["insurance_code"] or "",
+                        quantity=Decimal(i["quantity"]), unit_price=Decimal(i["unit_price"]),
+                        amount=Decimal(i["amount"]), occurred_at=order.created_at,
+                        department_code=visit.get("department_code", ""), department_name=visit.get("department", ""),
+                        doctor_code=visit.get("doctor_code", ""), doctor_name=visit.get("doctor", ""),
+                        prescription_no=i["order_no"])
+                for n, i in enumerate(order.details["items"], start=1)]
 
     def _posting(self, order: PaymentOrder, key: str):
         from medkiosk.adapters.his.port import PaymentPosting
