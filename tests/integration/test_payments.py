@@ -284,3 +284,32 @@ def test_an_unfiled_cross_province_patient_is_told_why_and_offered_self_pay(worl
     assert order["state"] == "failed"
     assert "备案" in order["message"] and order["offer_self_pay"] is True
     assert order["paid_amount"] == "0.00"
+
+
+def test_a_patient_sees_their_payments_and_reprints_a_receipt_marked_as_such(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    kiosk.post("/api/kiosk/session/logout")
+    kiosk.swipe_visit_card("self_pay")  # another day, another medium: the same patient
+    history = kiosk.get("/api/kiosk/payments/history")
+    assert [p["order_no"] for p in history["payments"]] == [order["order_no"]]
+    copy = kiosk.get(f"/api/kiosk/payments/{order['order_no']}/receipt?reprint=true")
+    assert "（补打）" in " ".join(line.get("text", "") for line in copy["lines"])
+    assert world.order(order["order_no"]).details["reprints"] == {"receipt": 1}
+    pdf = kiosk.request("GET", f"/api/kiosk/payments/{order['order_no']}/invoice.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_another_patient_cannot_see_or_reprint_someone_elses_payment(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    kiosk.insert_insurance_card("local_resident")
+    assert kiosk.request("GET", f"/api/kiosk/payments/{order['order_no']}/receipt").status_code == 404
+    assert kiosk.get("/api/kiosk/payments/history")["payments"] == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field
 
 from medkiosk.api.deps import authenticated_device, container
@@ -55,6 +55,12 @@ def bills(device: Device, services: Services) -> dict[str, Any]:
     return _guard(lambda: services.payments.bills(device))
 
 
+@router.get("/history")
+def history(device: Device, services: Services) -> dict[str, Any]:
+    """The patient's kiosk payments of the last 30 days, to look at or reprint."""
+    return _guard(lambda: services.payments.history(device))
+
+
 @router.post("")
 def start(body: StartPayment, device: Device, services: Services) -> dict[str, Any]:
     """Choose what to pay (default: the whole visit); the split is computed (pre-settled) at once."""
@@ -81,15 +87,26 @@ def cancel(order_no: str, device: Device, services: Services) -> dict[str, Any]:
 
 
 @router.get("/{order_no}/receipt")
-def receipt(order_no: str, device: Device, services: Services) -> dict[str, Any]:
-    """The receipt (or exception slip) for the agent to print."""
+def receipt(order_no: str, device: Device, services: Services, reprint: bool = False) -> dict[str, Any]:
+    """The receipt (or exception slip) for the agent to print; ``reprint`` marks it 补打 and is logged."""
     def build() -> dict[str, Any]:
         order = services.payments.status(device, order_no)
         if not PaymentState(order["state"]).terminal:
             raise PaymentRefused("缴费尚未完成，暂不能打印凭条。", "请稍候", status=409)
+        if reprint:
+            services.payments.record_reprint(device, order_no, "receipt")
         session = services.sessions.current(device)
         document = payment_receipt(order, hospital_name=services.settings.hospital_name,
-                                   masked_name=session.patient["masked_name"], printed_at=services.clock.now().astimezone(services.settings.tz))
+                                   masked_name=session.patient["masked_name"],
+                                   printed_at=services.clock.now().astimezone(services.settings.tz),
+                                   reprint=reprint)
         return document.model_dump(mode="json")
 
     return _guard(build)
+
+
+@router.get("/{order_no}/invoice.pdf", response_class=Response)
+def invoice_pdf(order_no: str, device: Device, services: Services) -> Response:
+    """The e-invoice as a PDF, for the agent's A4 printer."""
+    pdf = _guard(lambda: services.payments.invoice_pdf(device, order_no))
+    return Response(pdf, media_type="application/pdf", headers={"Cache-Control": "no-store"})

@@ -251,6 +251,40 @@ class PaymentEngine:
                     self._release(order_no)
         return self.view(device, order_no)
 
+    def history(self, device: AuthenticatedDevice, *, days: int = 30) -> dict[str, Any]:
+        """The patient's payments at the kiosks over the last ``days`` days, newest first."""
+        payer = self._sessions.payer(device)
+        since = self._clock.now() - timedelta(days=days)
+        with self._uow() as uow:
+            orders = uow.session.scalars(select(PaymentOrder).where(
+                PaymentOrder.patient_id == payer.patient_row_id, PaymentOrder.created_at >= since,
+                PaymentOrder.state.in_([PaymentState.COMPLETED.value, PaymentState.REFUNDED.value])
+            ).order_by(PaymentOrder.created_at.desc()).limit(100)).all()
+            return {"days": days, "payments": [
+                {**self._order_json(o), "created_at": as_utc(o.created_at).isoformat()} for o in orders]}
+
+    def record_reprint(self, device: AuthenticatedDevice, order_no: str, document: str) -> int:
+        """Count and log a reprint (补打); returns how many times this document has been reprinted."""
+        self._own_order(device, order_no)
+        with self._uow() as uow:
+            row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
+            counts = dict(row.details.get("reprints", {}))
+            counts[document] = counts.get(document, 0) + 1
+            row.details = {**row.details, "reprints": counts}
+            uow.commit()
+        log.info("payment.reprint", order_no=order_no, document=document, device_id=device.id,
+                 count=counts[document])
+        return counts[document]
+
+    def invoice_pdf(self, device: AuthenticatedDevice, order_no: str) -> bytes:
+        order = self._own_order(device, order_no)
+        if not order.invoice_no:
+            raise PaymentRefused("电子票据尚未开具，请稍后再试。", "可稍后在“费用查询”中打印", status=409)
+        try:
+            return self._p.einvoice.pdf(order.invoice_no)
+        except UpstreamError as exc:
+            raise PaymentRefused("暂时无法获取电子票据，请稍后再试。", "可稍后在“费用查询”中打印", status=503) from exc
+
     def view(self, device: AuthenticatedDevice | None, order_no: str) -> dict[str, Any]:
         with self._uow() as uow:
             order = uow.session.get(PaymentOrder, order_no)
@@ -657,10 +691,11 @@ class PaymentEngine:
         return body
 
     def _own_order(self, device: AuthenticatedDevice, order_no: str) -> PaymentOrder:
+        """The order, if it belongs to the patient identified at this kiosk now."""
         payer = self._sessions.payer(device)
         with self._uow() as uow:
             order = uow.session.get(PaymentOrder, order_no)
-            if order is None or order.session_id != payer.session_id:
+            if order is None or order.patient_id != payer.patient_row_id:
                 raise PaymentRefused("没有找到这笔缴费。", "请返回重新办理", status=404)
             return order
 
