@@ -313,3 +313,34 @@ def test_another_patient_cannot_see_or_reprint_someone_elses_payment(world):
     kiosk.insert_insurance_card("local_resident")
     assert kiosk.request("GET", f"/api/kiosk/payments/{order['order_no']}/receipt").status_code == 404
     assert kiosk.get("/api/kiosk/payments/history")["payments"] == []
+
+
+def test_a_bad_payment_code_changes_nothing(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    refused = kiosk.request("POST", f"/api/kiosk/payments/{order['order_no']}/pay",
+                            {"method": "payment_code", "auth_code": "12ab"})
+    assert refused.status_code == 422 and "付款码" in refused.json()["message"]
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "presettled"
+
+
+def test_a_payment_code_pays_at_once(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    done = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay",
+                      {"method": "payment_code", "auth_code": "130012345678901234"})
+    assert done["state"] == "completed", done
+
+
+def test_when_the_channel_cannot_create_the_qr_order_nothing_is_charged(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    world.fault("payment", operation="qr.create", kind="error", count=1)
+    result = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    assert result["state"] == "closed" and "未扣款" in result["message"]

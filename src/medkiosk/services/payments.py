@@ -190,6 +190,8 @@ class PaymentEngine:
             return self.view(device, order_no)
         if method not in (PayMethod.QR, PayMethod.PAYMENT_CODE):
             raise PaymentRefused("银行卡支付即将开放，请使用手机扫码支付。", "请选择扫码支付", status=422)
+        if method is PayMethod.PAYMENT_CODE and not (auth_code and auth_code.isdigit() and 16 <= len(auth_code) <= 24):
+            raise PaymentRefused("未能识别付款码，请重新出示手机付款码。", "请重新扫码", status=422)
         self._sessions.touch(device)
         if not self._lease(order_no):
             return self.view(device, order_no)
@@ -206,14 +208,13 @@ class PaymentEngine:
                                                          int(self._pay_window.total_seconds()))
                 except UpstreamError as exc:
                     self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
-                    # No QR shown, nothing can have been paid yet; the deadline closes it.
-                    self._update(order_no, message="支付通道暂时无法连接，请稍后再试。")
+                    # No code was shown, so nobody can have paid: close it at once (safely, by the channel).
+                    self._update(order_no, message="支付通道暂时无法连接，未扣款，请稍后再试。")
+                    self._close_or_collect(order_no)
                     return self.view(device, order_no)
                 self._end(key, "succeeded")
                 self._update(order_no, details_patch={"code_url": qr.code_url})
             else:
-                if not auth_code or not auth_code.isdigit() or not 16 <= len(auth_code) <= 24:
-                    raise PaymentRefused("未能识别付款码，请重新出示手机付款码。", "请重新扫码", status=422)
                 key = self._begin(order_no, "code.charge", trade_no, {"amount": str(order.cash)})
                 try:
                     result = self._p.channel.charge_payment_code(trade_no, auth_code, order.cash, description)
@@ -460,7 +461,7 @@ class PaymentEngine:
             return False
         if trade is not None and trade.state in PAID_STATES:
             return self._record_paid(order_no, trade)
-        self._transition(order_no, PaymentState.CLOSED, message="支付已取消或超时，未扣款。")
+        self._transition(order_no, PaymentState.CLOSED, message=order.message or "支付已取消或超时，未扣款。")
         self._undo_presettlement(order_no)
         return False
 
