@@ -78,6 +78,13 @@ class World:
         return {v["visit_no"] for v in reply["visits"]}
 
 
+def self_pay_order(world) -> tuple[dict, dict]:
+    """郑浩 (self-pay, ID card) starts paying his first visit as self-pay."""
+    world.kiosk.place_id_card("self_pay")
+    visit = world.first_visit_with_items(world.kiosk.get("/api/kiosk/payments/bills"))
+    return visit, world.kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+
+
 def test_a_self_pay_patient_pays_a_visit_by_qr_and_gets_a_receipt(world):
     kiosk = world.kiosk
     kiosk.place_id_card("self_pay")
@@ -102,9 +109,7 @@ def test_a_self_pay_patient_pays_a_visit_by_qr_and_gets_a_receipt(world):
 
 def test_a_payment_not_made_in_time_is_closed_and_nothing_is_charged(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     closed = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/cancel")
     assert closed["state"] == "closed" and closed["paid_amount"] == "0.00"
@@ -114,9 +119,7 @@ def test_a_payment_not_made_in_time_is_closed_and_nothing_is_charged(world):
 
 def test_a_payment_that_races_the_cancel_is_completed_not_lost(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     world.phone_pays(order)  # the patient paid just as they pressed cancel
     after = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/cancel")
@@ -125,9 +128,7 @@ def test_a_payment_that_races_the_cancel_is_completed_not_lost(world):
 
 def test_the_channel_taking_a_different_amount_halts_refunds_and_alerts(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     wrong = str(Decimal(visit["total"]) + Decimal("1.00"))
     world.phone_pays(order, amount=wrong)
@@ -143,9 +144,7 @@ def test_the_channel_taking_a_different_amount_halts_refunds_and_alerts(world):
 
 def test_his_refusing_the_posting_refunds_the_patient(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     world.fault("his", operation="payments.post", kind="error", code="REFUSED", message="该处方已被医生作废", count=1)
     world.phone_pays(order)
@@ -158,9 +157,7 @@ def test_his_refusing_the_posting_refunds_the_patient(world):
 
 def test_a_crash_after_payment_is_finished_by_the_recovery_worker(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     world.phone_pays(order)
     # The kiosk never asks again (the service died, the page was closed): recovery finds it.
@@ -171,9 +168,7 @@ def test_a_crash_after_payment_is_finished_by_the_recovery_worker(world):
 
 def test_his_unreachable_during_posting_is_retried_with_the_same_key_and_posts_once(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     world.fault("his", operation="payments.post", kind="lost_reply", hang_seconds=3, count=1)
     world.phone_pays(order)
@@ -288,9 +283,7 @@ def test_an_unfiled_cross_province_patient_is_told_why_and_offered_self_pay(worl
 
 def test_a_patient_sees_their_payments_and_reprints_a_receipt_marked_as_such(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     world.phone_pays(order)
     assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
@@ -307,9 +300,7 @@ def test_a_patient_sees_their_payments_and_reprints_a_receipt_marked_as_such(wor
 
 def test_another_patient_cannot_see_or_reprint_someone_elses_payment(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     kiosk.insert_insurance_card("local_resident")
     assert kiosk.request("GET", f"/api/kiosk/payments/{order['order_no']}/receipt").status_code == 404
     assert kiosk.get("/api/kiosk/payments/history")["payments"] == []
@@ -317,9 +308,7 @@ def test_another_patient_cannot_see_or_reprint_someone_elses_payment(world):
 
 def test_a_bad_payment_code_changes_nothing(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     refused = kiosk.request("POST", f"/api/kiosk/payments/{order['order_no']}/pay",
                             {"method": "payment_code", "auth_code": "12ab"})
     assert refused.status_code == 422 and "付款码" in refused.json()["message"]
@@ -328,9 +317,7 @@ def test_a_bad_payment_code_changes_nothing(world):
 
 def test_a_payment_code_pays_at_once(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     done = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay",
                       {"method": "payment_code", "auth_code": "130012345678901234"})
     assert done["state"] == "completed", done
@@ -338,9 +325,7 @@ def test_a_payment_code_pays_at_once(world):
 
 def test_when_the_channel_cannot_create_the_qr_order_nothing_is_charged(world):
     kiosk = world.kiosk
-    kiosk.place_id_card("self_pay")
-    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
-    order = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    visit, order = self_pay_order(world)
     world.fault("payment", operation="qr.create", kind="error", count=1)
     result = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     assert result["state"] == "closed" and "未扣款" in result["message"]
