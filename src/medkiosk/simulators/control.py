@@ -13,11 +13,14 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field, model_validator
+
+T = TypeVar("T")
 
 
 class FaultKind(StrEnum):
@@ -135,6 +138,13 @@ class SimulatorControl:
         lost = self._take(operation, {FaultKind.LOST_REPLY})
         if lost:
             await asyncio.sleep(lost.hang_seconds)
+
+    async def operate(self, operation: str, journal: dict[str, Any] | None, run: Callable[[], T]) -> T:
+        """One operation: :meth:`before` (journaling ``journal``), then ``run``, then :meth:`after`."""
+        await self.before(operation, journal)
+        result = run()  # a refusal raises here: nothing committed, so no lost reply either
+        await self.after(operation)
+        return result
 
     # -- HTTP surface -----------------------------------------------------------------------
     def router(self) -> APIRouter:

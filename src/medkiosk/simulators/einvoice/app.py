@@ -8,19 +8,15 @@ Run it alone with ``medkiosk sim einvoice`` (port 8204) or
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from medkiosk.adapters.einvoice.port import InvoiceKind, PayerIdType
 from medkiosk.domain.masking import mask_name
 from medkiosk.domain.money import NonNegativeMoney
-from medkiosk.simulators.control import SimulatedError, SimulatorControl
+from medkiosk.simulators.control import SimulatorControl
 from medkiosk.simulators.einvoice.document import render_invoice
 from medkiosk.simulators.einvoice.records import InvoiceRecord, ItemRecord
 from medkiosk.simulators.einvoice.state import (
@@ -28,15 +24,11 @@ from medkiosk.simulators.einvoice.state import (
     EInvoiceRefusal,
     EInvoiceState,
 )
+from medkiosk.simulators.jsonapi import answer_in_contract_errors
 
 PREFIX = "/einvoice/v1"
-SIM_FAULT_STATUS = 503
-# An injected error fault with one of these codes is answered as that refusal, so a training
-# session can rehearse a refusal as well as an outage.
-REFUSAL_STATUS = {"REFUSED": 400, "NOT_FOUND": 404, "CONFLICT": 409, "INVALID": 422}
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-T = TypeVar("T")
 Key = Annotated[str, Field(min_length=1, max_length=64)]
 
 
@@ -60,10 +52,6 @@ class VoidBody(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
-
-
 def create_app(state: EInvoiceState | None = None, *, seed: int = DEFAULT_SEED) -> FastAPI:
     """An e-invoice platform simulator over ``state`` (default: an empty platform numbered from ``seed``)."""
     state = state if state is not None else EInvoiceState(seed=seed)
@@ -74,27 +62,7 @@ def create_app(state: EInvoiceState | None = None, *, seed: int = DEFAULT_SEED) 
     app.state.einvoice = state
     app.include_router(control.router())
 
-    @app.exception_handler(EInvoiceRefusal)
-    async def refusal(_request: Request, exc: EInvoiceRefusal) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
-
-    @app.exception_handler(SimulatedError)
-    async def simulated(_request: Request, exc: SimulatedError) -> JSONResponse:
-        return _error(REFUSAL_STATUS.get(exc.code, SIM_FAULT_STATUS), exc.code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        if not request.url.path.startswith(PREFIX):
-            return await request_validation_exception_handler(request, exc)
-        fields = sorted({".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) or "请求体"
-                         for e in exc.errors()})
-        return _error(422, "INVALID", f"请求参数有误：{'、'.join(fields)}")
-
-    async def operate(operation: str, journal: dict[str, Any] | None, run: Callable[[], T]) -> T:
-        await control.before(operation, journal)
-        result = run()  # a refusal raises here: nothing committed, so no lost reply either
-        await control.after(operation)
-        return result
+    answer_in_contract_errors(app, prefix=PREFIX, refusal=EInvoiceRefusal)
 
     def pdf_url(request: Request, invoice_no: str) -> str:
         return str(request.url_for("invoice_pdf", invoice_no=invoice_no))
@@ -106,7 +74,7 @@ def create_app(state: EInvoiceState | None = None, *, seed: int = DEFAULT_SEED) 
 
     @api.get("/health")
     async def health() -> dict[str, Any]:
-        return await operate("health", None, lambda: {"status": "ok", "system": "einvoice", "version": "v1"})
+        return await control.operate("health", None, lambda: {"status": "ok", "system": "einvoice", "version": "v1"})
 
     @api.post("/invoices", status_code=201)
     async def issue(body: IssueBody, request: Request, response: Response) -> dict[str, Any]:
@@ -120,17 +88,17 @@ def create_app(state: EInvoiceState | None = None, *, seed: int = DEFAULT_SEED) 
                 response.headers[REPLAYED_HEADER] = "true"
             return reply(request, invoice)
 
-        return await operate("einvoice.issue", journal, run)
+        return await control.operate("einvoice.issue", journal, run)
 
     @api.get("/invoices")
     async def find(request: Request, bill_no: str | None = None) -> dict[str, Any]:
-        return await operate("einvoice.list", {"bill_no": bill_no},
-                             lambda: {"invoices": [reply(request, i) for i in state.find(bill_no)]})
+        return await control.operate("einvoice.list", {"bill_no": bill_no},
+                                     lambda: {"invoices": [reply(request, i) for i in state.find(bill_no)]})
 
     @api.get("/invoices/{invoice_no}")
     async def get(invoice_no: str, request: Request) -> dict[str, Any]:
-        return await operate("einvoice.get", {"invoice_no": invoice_no},
-                             lambda: reply(request, state.invoice(invoice_no)))
+        return await control.operate("einvoice.get", {"invoice_no": invoice_no},
+                                     lambda: reply(request, state.invoice(invoice_no)))
 
     @api.post("/invoices/{invoice_no}/void")
     async def void(invoice_no: str, body: VoidBody, request: Request, response: Response) -> dict[str, Any]:
@@ -145,7 +113,7 @@ def create_app(state: EInvoiceState | None = None, *, seed: int = DEFAULT_SEED) 
                     "reason": red.void_reason, "total": f"{red.total:.2f}",
                     "pdf_url": pdf_url(request, red.invoice_no)}
 
-        return await operate("einvoice.void", {"invoice_no": invoice_no, **body.model_dump()}, run)
+        return await control.operate("einvoice.void", {"invoice_no": invoice_no, **body.model_dump()}, run)
 
     @api.get("/invoices/{invoice_no}/pdf", name="invoice_pdf")
     async def invoice_pdf(invoice_no: str) -> Response:
@@ -155,7 +123,7 @@ def create_app(state: EInvoiceState | None = None, *, seed: int = DEFAULT_SEED) 
                 if invoice.kind is InvoiceKind.RED and invoice.original_invoice_no else None
             return render_invoice(invoice, original)
 
-        content = await operate("einvoice.pdf", {"invoice_no": invoice_no}, run)
+        content = await control.operate("einvoice.pdf", {"invoice_no": invoice_no}, run)
         return Response(content, media_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="einvoice-{invoice_no}.pdf"'})
 

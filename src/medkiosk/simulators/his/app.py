@@ -7,29 +7,20 @@ Its control surface (faults, data, call journal) is under ``/__sim__/``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Query, Response
 from pydantic import BaseModel, Field
 
 from medkiosk.domain.money import NonNegativeMoney
-from medkiosk.simulators.control import SimulatedError, SimulatorControl
+from medkiosk.simulators.control import SimulatorControl
 from medkiosk.simulators.his.data import DEFAULT_SEED
 from medkiosk.simulators.his.records import OrderStatus, PaymentChannel, PaymentRecord
 from medkiosk.simulators.his.state import HisRefusal, HisState, Invalid
+from medkiosk.simulators.jsonapi import answer_in_contract_errors
 from medkiosk.simulators.personas import HOSPITAL_CODE, HOSPITAL_NAME
 
 PREFIX = "/his/v1"
-SIM_FAULT_STATUS = 503
-# An injected error fault whose code is one of the contract's refusal codes is answered with that
-# refusal's status, so a training session can rehearse a refusal as well as an outage.
-REFUSAL_STATUS = {"REFUSED": 400, "NOT_FOUND": 404, "CONFLICT": 409, "INVALID": 422}
-
-T = TypeVar("T")
 
 
 class NewPatientBody(BaseModel):
@@ -84,10 +75,6 @@ def _payment(payment: PaymentRecord) -> dict[str, Any]:
     return payment.model_dump(mode="json", exclude={"cancel_idempotency_key"})
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
-
-
 def _mask(value: str | None) -> str | None:
     """The journal keeps the shape of personal data, not the data: 3201**********0421."""
     if not value:
@@ -108,33 +95,13 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
     app.state.his = state
     app.include_router(control.router())
 
-    @app.exception_handler(HisRefusal)
-    async def refusal(_request: Request, exc: HisRefusal) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
-
-    @app.exception_handler(SimulatedError)
-    async def simulated(_request: Request, exc: SimulatedError) -> JSONResponse:
-        return _error(REFUSAL_STATUS.get(exc.code, SIM_FAULT_STATUS), exc.code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        if not request.url.path.startswith(PREFIX):
-            return await request_validation_exception_handler(request, exc)
-        fields = sorted({".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")) or "请求体"
-                         for e in exc.errors()})
-        return _error(422, "INVALID", f"请求参数有误：{'、'.join(fields)}")
-
-    async def operate(operation: str, request: dict[str, Any] | None, run: Callable[[], T]) -> T:
-        await control.before(operation, request)
-        result = run()  # a refusal raises here: nothing committed, so no lost reply either
-        await control.after(operation)
-        return result
+    answer_in_contract_errors(app, prefix=PREFIX, refusal=HisRefusal)
 
     his = APIRouter(prefix=PREFIX, tags=["HIS gateway"])
 
     @his.get("/health")
     async def health() -> dict[str, Any]:
-        return await operate("health", None, lambda: {
+        return await control.operate("health", None, lambda: {
             "status": "ok", "system": "his", "version": "v1", "hospital_code": HOSPITAL_CODE,
             "hospital_name": HOSPITAL_NAME, "time": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         })
@@ -153,14 +120,14 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
                     "admission": current.model_dump(mode="json", exclude={"patient_id", "discharged_on"})
                     if current else None}
 
-        return await operate("patients.find", journal, run)
+        return await control.operate("patients.find", journal, run)
 
     @his.post("/patients", status_code=201)
     async def create_patient(body: NewPatientBody) -> dict[str, Any]:
         journal = {"name": _mask(body.name), "id_number": _mask(body.id_number), "phone": _mask(body.phone),
                    "gender": body.gender, "insurance_card_no": _mask(body.insurance_card_no)}
-        return await operate("patients.create", journal,
-                             lambda: state.create_patient(**body.model_dump()).model_dump(mode="json"))
+        return await control.operate("patients.create", journal,
+                                     lambda: state.create_patient(**body.model_dump()).model_dump(mode="json"))
 
     @his.get("/patients/{patient_id}/admission")
     async def admission(patient_id: str) -> dict[str, Any]:
@@ -169,34 +136,34 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
             if current is None:
                 return {"admission": None}
             return {"admission": current.model_dump(mode="json", exclude={"patient_id", "discharged_on"})}
-        return await operate("admission.get", {"patient_id": patient_id}, run)
+        return await control.operate("admission.get", {"patient_id": patient_id}, run)
 
     @his.get("/patients/{patient_id}/orders")
     async def orders(patient_id: str, status: OrderStatus | None = None) -> dict[str, Any]:
-        return await operate("orders.list", {"patient_id": patient_id, "status": status},
-                             lambda: {"visits": state.visits(patient_id, status)})
+        return await control.operate("orders.list", {"patient_id": patient_id, "status": status},
+                                     lambda: {"visits": state.visits(patient_id, status)})
 
     @his.get("/patients/{patient_id}/exam-orders")
     async def exam_orders(patient_id: str, status: OrderStatus | None = None) -> dict[str, Any]:
-        return await operate("exam_orders.list", {"patient_id": patient_id, "status": status},
-                             lambda: {"exam_orders": state.exam_orders(patient_id, status)})
+        return await control.operate("exam_orders.list", {"patient_id": patient_id, "status": status},
+                                     lambda: {"exam_orders": state.exam_orders(patient_id, status)})
 
     @his.get("/departments")
     async def departments() -> dict[str, Any]:
-        return await operate("departments.list", None, lambda: {"departments": state.department_tree()})
+        return await control.operate("departments.list", None, lambda: {"departments": state.department_tree()})
 
     @his.get("/doctors")
     async def doctors(department_code: str | None = None) -> dict[str, Any]:
-        return await operate("doctors.list", {"department_code": department_code},
-                             lambda: {"doctors": state.doctors(department_code)})
+        return await control.operate("doctors.list", {"department_code": department_code},
+                                     lambda: {"doctors": state.doctors(department_code)})
 
     @his.get("/schedules")
     async def schedules(date: dt.date | None = Query(None), department_code: str | None = None,
                         doctor_code: str | None = None) -> dict[str, Any]:
         request = {"date": date.isoformat() if date else None, "department_code": department_code,
                    "doctor_code": doctor_code}
-        return await operate("schedules.list", request,
-                             lambda: {"schedules": state.schedules(date, department_code, doctor_code)})
+        return await control.operate("schedules.list", request,
+                                     lambda: {"schedules": state.schedules(date, department_code, doctor_code)})
 
     @his.post("/payments", status_code=201)
     async def post_payment(body: PaymentBody, response: Response) -> dict[str, Any]:
@@ -209,7 +176,7 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
                 response.headers[REPLAYED_HEADER] = "true"
             return _payment(payment)
 
-        return await operate("payments.post", journal, run)
+        return await control.operate("payments.post", journal, run)
 
     @his.post("/payments/{receipt_no}/cancel")
     async def cancel_payment(receipt_no: str, body: CancelBody, response: Response) -> dict[str, Any]:
@@ -220,7 +187,7 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
                 response.headers[REPLAYED_HEADER] = "true"
             return _payment(payment)
 
-        return await operate("payments.cancel", {"receipt_no": receipt_no, **body.model_dump()}, run)
+        return await control.operate("payments.cancel", {"receipt_no": receipt_no, **body.model_dump()}, run)
 
     @his.get("/payments")
     async def list_payments(patient_id: str | None = None, since: str | None = None,
@@ -229,12 +196,12 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
             found = state.payments(patient_id, _moment(since, "since"), _moment(until, "until"))
             return {"payments": [_payment(p) for p in found]}
 
-        return await operate("payments.list", {"patient_id": patient_id, "since": since, "until": until}, run)
+        return await control.operate("payments.list", {"patient_id": patient_id, "since": since, "until": until}, run)
 
     @his.get("/payments/{receipt_no}")
     async def get_payment(receipt_no: str) -> dict[str, Any]:
-        return await operate("payments.get", {"receipt_no": receipt_no},
-                             lambda: _payment(state.payment(receipt_no)))
+        return await control.operate("payments.get", {"receipt_no": receipt_no},
+                                     lambda: _payment(state.payment(receipt_no)))
 
     app.include_router(his)
     return app

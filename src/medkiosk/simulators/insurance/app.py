@@ -94,11 +94,9 @@ def create_app(state: InsuranceState | None = None, *, seed: int | None = None) 
             return _reply(state, envelope, received, error=problem)
         infno = envelope["infno"]
         try:
-            await control.before(infno, envelope["input"])
-            output = handlers[infno](envelope)
+            output = await control.operate(infno, envelope["input"], lambda: handlers[infno](envelope))
         except (Refusal, SimulatedError) as refused:
             return _reply(state, envelope, received, error=refused.message)
-        await control.after(infno)
         if isinstance(output, _Garbled):
             return Response(b"<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502,
                             media_type="text/html")

@@ -13,19 +13,17 @@ import asyncio
 import datetime as dt
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, FastAPI, Header
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from medkiosk.adapters.payment.port import PaymentChannel, RefundState
 from medkiosk.domain.money import Money
-from medkiosk.simulators.control import SimulatedError, SimulatorControl
+from medkiosk.simulators.control import SimulatorControl
+from medkiosk.simulators.jsonapi import answer_in_contract_errors
 from medkiosk.simulators.payment.records import (
     OUT_NO_PATTERN,
     OrderRecord,
@@ -37,13 +35,8 @@ from medkiosk.simulators.payment.state import PaymentRefusal, PaymentState
 
 PREFIX = "/pay/v1"
 MERCHANT_HEADER = "X-Merchant-Id"
-SIM_FAULT_STATUS = 503
-# An injected error fault whose code is one of the contract's refusal codes is answered with that
-# refusal's status, so a training session can rehearse a refusal as well as an outage.
-REFUSAL_STATUS = {"REFUSED": 400, "NOT_FOUND": 404, "CONFLICT": 409, "INVALID": 422}
 NOTIFY_TIMEOUT_SECONDS = 5.0
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -84,10 +77,6 @@ class ClockAdvance(BaseModel):
     advance_seconds: float = Field(gt=0, le=366 * 24 * 3600)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
-
-
 def _time(value: dt.datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
@@ -125,31 +114,11 @@ def create_app(state: PaymentState | None = None, *, seed: int | None = None) ->
     app.state.notifications = notifications
     app.include_router(control.router())
 
-    @app.exception_handler(PaymentRefusal)
-    async def refusal(_request: Request, exc: PaymentRefusal) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
-
-    @app.exception_handler(SimulatedError)
-    async def simulated(_request: Request, exc: SimulatedError) -> JSONResponse:
-        return _error(REFUSAL_STATUS.get(exc.code, SIM_FAULT_STATUS), exc.code, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        if not request.url.path.startswith(PREFIX):
-            return await request_validation_exception_handler(request, exc)
-        fields = sorted({".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path", "header"))
-                         or "请求体" for e in exc.errors()})
-        return _error(422, "INVALID", f"请求参数有误：{'、'.join(fields)}")
+    answer_in_contract_errors(app, prefix=PREFIX, refusal=PaymentRefusal)
 
     def merchant(x_merchant_id: str | None = Header(default=None)) -> None:
         if x_merchant_id != state.merchant_id:
             raise PaymentRefusal(403, "MCH_NOT_EXISTS", "商户号不存在或未开通该接口")
-
-    async def operate(operation: str, request: dict[str, Any] | None, run: Callable[[], T]) -> T:
-        await control.before(operation, request)
-        result = run()  # a refusal raises here: nothing committed, so no lost reply either
-        await control.after(operation)
-        return result
 
     pay = APIRouter(prefix=PREFIX, tags=["payment channel"], dependencies=[Depends(merchant)])
 
@@ -159,7 +128,7 @@ def create_app(state: PaymentState | None = None, *, seed: int | None = None) ->
             order = state.create_qr_order(**body.model_dump())
             return {"out_trade_no": order.out_trade_no, "code_url": order.code_url,
                     "expires_at": _time(order.expires_at), "state": order.state.value}
-        return await operate("qr.create", body.model_dump(mode="json"), run)
+        return await control.operate("qr.create", body.model_dump(mode="json"), run)
 
     @pay.post("/code-charges")
     async def charge_code(body: CodeChargeBody) -> dict[str, Any]:
@@ -168,35 +137,35 @@ def create_app(state: PaymentState | None = None, *, seed: int | None = None) ->
             order = state.charge_code(**body.model_dump())
             return {"out_trade_no": order.out_trade_no, "state": order.state.value,
                     "transaction_id": order.transaction_id, "message": order.message}
-        return await operate("code.charge", journal, run)
+        return await control.operate("code.charge", journal, run)
 
     @pay.get("/orders/{out_trade_no}")
     async def query(out_trade_no: str) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             order = state.query(out_trade_no)
             return order_reply(order, state.refunded_amount(out_trade_no))
-        return await operate("order.query", {"out_trade_no": out_trade_no}, run)
+        return await control.operate("order.query", {"out_trade_no": out_trade_no}, run)
 
     @pay.post("/orders/{out_trade_no}/close")
     async def close(out_trade_no: str) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             order = state.close(out_trade_no)
             return {"out_trade_no": order.out_trade_no, "state": order.state.value}
-        return await operate("order.close", {"out_trade_no": out_trade_no}, run)
+        return await control.operate("order.close", {"out_trade_no": out_trade_no}, run)
 
     @pay.post("/refunds")
     async def refund(body: RefundBody) -> dict[str, Any]:
-        return await operate("refund.create", body.model_dump(mode="json"),
-                             lambda: refund_reply(state.refund(**body.model_dump())))
+        return await control.operate("refund.create", body.model_dump(mode="json"),
+                                     lambda: refund_reply(state.refund(**body.model_dump())))
 
     @pay.get("/refunds/{out_refund_no}")
     async def query_refund(out_refund_no: str) -> dict[str, Any]:
-        return await operate("refund.query", {"out_refund_no": out_refund_no},
-                             lambda: refund_reply(state.query_refund(out_refund_no)))
+        return await control.operate("refund.query", {"out_refund_no": out_refund_no},
+                                     lambda: refund_reply(state.query_refund(out_refund_no)))
 
     @pay.get("/statements/{day}")
     async def statement(day: dt.date) -> PlainTextResponse:
-        text = await operate("statement.get", {"date": day.isoformat()}, lambda: state.statement(day))
+        text = await control.operate("statement.get", {"date": day.isoformat()}, lambda: state.statement(day))
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
     app.include_router(pay)
