@@ -17,9 +17,6 @@ from fastapi.responses import JSONResponse, Response
 from medkiosk.simulators.control import SimulatedError
 
 SIM_FAULT_STATUS = 503
-# An injected error fault whose code is one of the contract's refusal codes is answered with that
-# refusal's status, so a training session can rehearse a refusal as well as an outage.
-REFUSAL_STATUS = {"REFUSED": 400, "NOT_FOUND": 404, "CONFLICT": 409, "INVALID": 422}
 # Where FastAPI says a bad value was; the field's own name is what the caller needs.
 _LOCATIONS = ("body", "query", "path", "header")
 
@@ -30,6 +27,36 @@ class ContractRefusal(Protocol):
     status: int
     code: str
     message: str
+
+
+class Refusal(Exception):
+    """The simulated upstream answers "no" (HIS, e-invoice platform): ``{"code", "message"}`` with ``status``."""
+
+    status = 400
+    code = "REFUSED"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class NotFound(Refusal):
+    status, code = 404, "NOT_FOUND"
+
+
+class Conflict(Refusal):
+    status, code = 409, "CONFLICT"
+
+
+class Invalid(Refusal):
+    status, code = 422, "INVALID"
+
+
+# An injected error fault whose code is one of the contract's refusal codes is answered with that
+# refusal's status, so a training session can rehearse a refusal as well as an outage.
+REFUSAL_STATUS = {kind.code: kind.status for kind in (Refusal, NotFound, Conflict, Invalid)}
 
 
 def error_reply(status: int, code: str, message: str) -> JSONResponse:

@@ -19,12 +19,8 @@ from medkiosk.domain.money import NonNegativeMoney
 from medkiosk.simulators.control import SimulatorControl
 from medkiosk.simulators.einvoice.document import render_invoice
 from medkiosk.simulators.einvoice.records import InvoiceRecord, ItemRecord
-from medkiosk.simulators.einvoice.state import (
-    DEFAULT_SEED,
-    EInvoiceRefusal,
-    EInvoiceState,
-)
-from medkiosk.simulators.jsonapi import answer_in_contract_errors
+from medkiosk.simulators.einvoice.state import DEFAULT_SEED, EInvoiceState
+from medkiosk.simulators.jsonapi import Refusal, answer_in_contract_errors
 
 PREFIX = "/einvoice/v1"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -62,7 +58,7 @@ def create_app(state: EInvoiceState | None = None, *, seed: int = DEFAULT_SEED) 
     app.state.einvoice = state
     app.include_router(control.router())
 
-    answer_in_contract_errors(app, prefix=PREFIX, refusal=EInvoiceRefusal)
+    answer_in_contract_errors(app, prefix=PREFIX, refusal=Refusal)
 
     def pdf_url(request: Request, invoice_no: str) -> str:
         return str(request.url_for("invoice_pdf", invoice_no=invoice_no))

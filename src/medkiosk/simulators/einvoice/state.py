@@ -18,38 +18,12 @@ from pydantic import ValidationError
 from medkiosk.adapters.einvoice.port import InvoiceKind, InvoiceStatus, PayerIdType
 from medkiosk.simulators.einvoice.records import InvoiceRecord, ItemRecord
 from medkiosk.simulators.his.records import describe_validation_error
+from medkiosk.simulators.jsonapi import Conflict, Invalid, NotFound
 
 DEFAULT_SEED = 20261120
 COLLECTIONS = ("invoices",)
 # 票据代码: the region (江苏省南京市 3201), the kind of bill (06, medical charges) and the year.
 INVOICE_CODE_PREFIX = "320106"
-
-
-class EInvoiceRefusal(Exception):
-    """The platform answers "no": rendered as ``{"code", "message"}`` with ``status``."""
-
-    status = 400
-    code = "REFUSED"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-
-class NotFound(EInvoiceRefusal):
-    status, code = 404, "NOT_FOUND"
-
-
-class Conflict(EInvoiceRefusal):
-    status, code = 409, "CONFLICT"
-
-
-class Invalid(EInvoiceRefusal):
-    status, code = 422, "INVALID"
-
-
 # What makes two issue requests with one idempotency key the same request; ``issued_at`` is left
 # out, so a retry stamped later is still the same request (the first time is kept).
 _REQUEST_FIELDS = ("bill_no", "payer_name", "payer_id_type", "total", "fund", "account", "cash", "items",

@@ -16,8 +16,8 @@ from medkiosk.domain.money import NonNegativeMoney
 from medkiosk.simulators.control import SimulatorControl
 from medkiosk.simulators.his.data import DEFAULT_SEED
 from medkiosk.simulators.his.records import OrderStatus, PaymentChannel, PaymentRecord
-from medkiosk.simulators.his.state import HisRefusal, HisState, Invalid
-from medkiosk.simulators.jsonapi import answer_in_contract_errors
+from medkiosk.simulators.his.state import HisState
+from medkiosk.simulators.jsonapi import Invalid, Refusal, answer_in_contract_errors
 from medkiosk.simulators.personas import HOSPITAL_CODE, HOSPITAL_NAME
 
 PREFIX = "/his/v1"
@@ -95,7 +95,7 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
     app.state.his = state
     app.include_router(control.router())
 
-    answer_in_contract_errors(app, prefix=PREFIX, refusal=HisRefusal)
+    answer_in_contract_errors(app, prefix=PREFIX, refusal=Refusal)
 
     his = APIRouter(prefix=PREFIX, tags=["HIS gateway"])
 

@@ -37,35 +37,9 @@ from medkiosk.simulators.his.records import (
     is_valid_phone,
     payment_problem,
 )
+from medkiosk.simulators.jsonapi import Conflict, Invalid, NotFound
 
 COLLECTIONS = tuple(RECORD_TYPES)
-
-
-class HisRefusal(Exception):
-    """The HIS answers "no": rendered as ``{"code", "message"}`` with ``status``."""
-
-    status = 400
-    code = "REFUSED"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-
-
-class NotFound(HisRefusal):
-    status, code = 404, "NOT_FOUND"
-
-
-class Conflict(HisRefusal):
-    status, code = 409, "CONFLICT"
-
-
-class Invalid(HisRefusal):
-    status, code = 422, "INVALID"
-
-
 Data = dict[str, list[Record]]
 _PATIENT_NUMBER = re.compile(r"^P(\d+)$")
 _SLOT_KEYS = {"date", "doctor_code", "half_day"}
