@@ -79,6 +79,32 @@ class SimulatorState(Protocol):
     def add(self, collection: str, items: list[dict[str, Any]]) -> int: ...
 
 
+class ClockAdvance(BaseModel):
+    advance_seconds: float = Field(gt=0, le=366 * 24 * 3600)
+
+
+class MovableClock(Protocol):
+    """A simulator state whose clock moves forward on demand (tokens age, QR orders expire)."""
+
+    def advance(self, seconds: float) -> None: ...
+
+
+def clock_router(state: MovableClock, describe: Callable[[], dict[str, Any]]) -> APIRouter:
+    """``/__sim__/clock``: GET shows the simulator's time as ``describe`` tells it, POST moves it forward."""
+    router = APIRouter(prefix="/__sim__", tags=["simulator control"])
+
+    @router.get("/clock")
+    def clock() -> dict[str, Any]:
+        return describe()
+
+    @router.post("/clock")
+    def advance(change: ClockAdvance) -> dict[str, Any]:
+        state.advance(change.advance_seconds)
+        return describe()
+
+    return router
+
+
 class SimulatorControl:
     """Faults and call journal of one simulator; thread-safe so tests may call it from anywhere."""
 

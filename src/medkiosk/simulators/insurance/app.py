@@ -20,10 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.routing import APIRouter
-from pydantic import BaseModel, Field
 
-from medkiosk.simulators.control import SimulatedError, SimulatorControl
+from medkiosk.simulators.control import SimulatedError, SimulatorControl, clock_router
 from medkiosk.simulators.insurance import outpatient
 from medkiosk.simulators.insurance.data import PersonRecord
 from medkiosk.simulators.insurance.state import (
@@ -57,10 +55,6 @@ MSGID_FORMAT = "报文ID(msgid)格式错误：应为定点医药机构编号(12�
 EC_OK, EC_BAD_REQUEST, EC_QR_UNKNOWN, EC_FAULT = 0, 1001, 1002, 1999
 
 
-class ClockAdvance(BaseModel):
-    advance_seconds: float = Field(gt=0, le=366 * 24 * 3600)
-
-
 def create_app(state: InsuranceState | None = None, *, seed: int | None = None) -> FastAPI:
     """The simulator as an ASGI app; ``state`` defaults to the demo personas."""
     state = state if state is not None else InsuranceState(seed=seed)
@@ -70,7 +64,7 @@ def create_app(state: InsuranceState | None = None, *, seed: int | None = None) 
     app.state.control = control
     app.state.insurance = state
     app.include_router(control.router())
-    app.include_router(_clock_router(state))
+    app.include_router(clock_router(state, lambda: _clock(state)))
 
     handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "9001": lambda envelope: _sign_in(state, envelope),
@@ -350,20 +344,6 @@ def _special_diseases(state: InsuranceState, envelope: dict[str, Any]) -> dict[s
 
 
 # -- simulator-specific control -----------------------------------------------------------------
-def _clock_router(state: InsuranceState) -> APIRouter:
-    router = APIRouter(prefix="/__sim__", tags=["simulator control"])
-
-    def describe() -> dict[str, Any]:
-        return {"now": state.now_local().isoformat(timespec="seconds"), "offset_seconds": state.clock_offset,
-                "token_ttl_seconds": state.token_ttl_seconds, "signin_ttl_seconds": state.signin_ttl_seconds}
-
-    @router.get("/clock")
-    def clock() -> dict[str, Any]:
-        return describe()
-
-    @router.post("/clock")
-    def advance(change: ClockAdvance) -> dict[str, Any]:
-        state.advance(change.advance_seconds)
-        return describe()
-
-    return router
+def _clock(state: InsuranceState) -> dict[str, Any]:
+    return {"now": state.now_local().isoformat(timespec="seconds"), "offset_seconds": state.clock_offset,
+            "token_ttl_seconds": state.token_ttl_seconds, "signin_ttl_seconds": state.signin_ttl_seconds}

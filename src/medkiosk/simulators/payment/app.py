@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from medkiosk.adapters.payment.port import PaymentChannel, RefundState
 from medkiosk.domain.money import Money
-from medkiosk.simulators.control import SimulatorControl
+from medkiosk.simulators.control import SimulatorControl, clock_router
 from medkiosk.simulators.jsonapi import answer_in_contract_errors
 from medkiosk.simulators.payment.records import (
     OUT_NO_PATTERN,
@@ -71,10 +71,6 @@ class PhonePayment(BaseModel):
 
 class RefundOutcome(BaseModel):
     state: RefundState
-
-
-class ClockAdvance(BaseModel):
-    advance_seconds: float = Field(gt=0, le=366 * 24 * 3600)
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -170,7 +166,7 @@ def create_app(state: PaymentState | None = None, *, seed: int | None = None) ->
 
     app.include_router(pay)
     app.include_router(_phone_router(state, notifications, pending_notifications))
-    app.include_router(_clock_router(state))
+    app.include_router(clock_router(state, lambda: _clock(state)))
     return app
 
 
@@ -216,20 +212,5 @@ async def _notify(url: str, order: dict[str, Any], journal: deque[dict[str, Any]
     journal.append(entry)
 
 
-def _clock_router(state: PaymentState) -> APIRouter:
-    router = APIRouter(prefix="/__sim__", tags=["simulator control"])
-
-    def describe() -> dict[str, Any]:
-        return {"now": state.now_local().isoformat(timespec="seconds"), "offset_seconds": state.clock_offset}
-
-    @router.get("/clock")
-    def clock() -> dict[str, Any]:
-        return describe()
-
-    @router.post("/clock")
-    def advance(change: ClockAdvance) -> dict[str, Any]:
-        state.advance(change.advance_seconds)
-        return describe()
-
-    return router
-
+def _clock(state: PaymentState) -> dict[str, Any]:
+    return {"now": state.now_local().isoformat(timespec="seconds"), "offset_seconds": state.clock_offset}
