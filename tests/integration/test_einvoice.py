@@ -24,26 +24,16 @@ from medkiosk.documents.pdf import (
     render_a4,
     styles,
 )
-from medkiosk.serving import start_in_thread
 from medkiosk.simulators.einvoice.app import create_app
 from medkiosk.simulators.einvoice.document import amount_in_words
+
+from simulator_fixtures import simulator_fixtures
 
 PAID_AT = dt.datetime(2026, 11, 25, 9, 30, 12, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 PAYER = "王建国"
 
 
-@pytest.fixture(scope="module")
-def server():
-    background = start_in_thread(create_app(), name="einvoice-sim")
-    yield background
-    background.stop()
-
-
-@pytest.fixture
-def sim(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        client.post("/__sim__/reset").raise_for_status()
-        yield client
+server, sim = simulator_fixtures(create_app, name="einvoice-sim")
 
 
 @pytest.fixture

@@ -19,27 +19,17 @@ from medkiosk.adapters.his.port import (
     PaymentStatus,
     UnpaidVisit,
 )
-from medkiosk.serving import start_in_thread
 from medkiosk.simulators.his.app import create_app
 from medkiosk.simulators.personas import PERSONAS
+
+from simulator_fixtures import simulator_fixtures
 
 LOCAL = PERSONAS["local_employee"]
 SELF_PAY = PERSONAS["self_pay"]
 PAID_AT = dt.datetime(2026, 11, 25, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 
-@pytest.fixture(scope="module")
-def server():
-    background = start_in_thread(create_app(), name="his-sim")
-    yield background
-    background.stop()
-
-
-@pytest.fixture
-def sim(server):
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        client.post("/__sim__/reset").raise_for_status()
-        yield client
+server, sim = simulator_fixtures(create_app, name="his-sim")
 
 
 @pytest.fixture

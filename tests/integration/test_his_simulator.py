@@ -14,28 +14,17 @@ from medkiosk.adapters.errors import UpstreamNotFound, UpstreamRefused, Upstream
 from medkiosk.adapters.his.http import HisHttpAdapter
 from medkiosk.adapters.his.port import DoctorLevel, ExamType, HalfDay, ItemKind, NewPatient, OrderStatus
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id, id_check_char, make_id_number
-from medkiosk.serving import start_in_thread
 from medkiosk.simulators.his.app import create_app
 from medkiosk.simulators.personas import PERSONAS
+
+from simulator_fixtures import simulator_fixtures
 
 FILED = [key for key, p in PERSONAS.items() if p.patient_id]
 FIRST_VISIT = [key for key, p in PERSONAS.items() if not p.patient_id]
 ADMITTED = [key for key, p in PERSONAS.items() if p.admission]
 
 
-@pytest.fixture(scope="module")
-def server():
-    background = start_in_thread(create_app(), name="his-sim")
-    yield background
-    background.stop()
-
-
-@pytest.fixture
-def sim(server):
-    """The simulator's control surface, reset to the demo hospital before each test."""
-    with httpx.Client(base_url=server.url, timeout=5) as client:
-        client.post("/__sim__/reset").raise_for_status()
-        yield client
+server, sim = simulator_fixtures(create_app, name="his-sim")
 
 
 @pytest.fixture

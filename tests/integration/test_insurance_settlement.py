@@ -29,7 +29,7 @@ from medkiosk.adapters.insurance import (
     SettlementResult,
 )
 from medkiosk.adapters.insurance.wire import new_msgid
-from medkiosk.serving import BackgroundServer, start_in_thread
+from medkiosk.serving import BackgroundServer
 from medkiosk.simulators.his.data import CATALOG as HIS_CATALOG
 from medkiosk.simulators.insurance import create_app
 from medkiosk.simulators.personas import (
@@ -40,23 +40,15 @@ from medkiosk.simulators.personas import (
     Persona,
 )
 
+from simulator_fixtures import simulator_fixtures
+
 D = Decimal
 SENT_AT = datetime(2026, 11, 25, 10, 0)
 FILING_MISSING = "未办理异地就医备案，请先通过国家医保服务平台APP备案"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[BackgroundServer]:
-    server = start_in_thread(create_app(seed=20261125), name="insurance-sim")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def control(sim: BackgroundServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.url, timeout=5) as client:
-        client.post("/__sim__/reset").raise_for_status()
-        yield client
+sim, control = simulator_fixtures(lambda: create_app(seed=20261125), name="insurance-sim",
+                                  server="sim", client="control")
 
 
 def _adapter(sim: BackgroundServer, **kwargs) -> InsuranceHttpAdapter:

@@ -13,9 +13,11 @@ from medkiosk.adapters.errors import UpstreamNotFound, UpstreamRefused, Upstream
 from medkiosk.adapters.insurance import Certificate, InsuranceHttpAdapter
 from medkiosk.adapters.insurance.wire import new_msgid
 from medkiosk.domain.identity import make_id_number
-from medkiosk.serving import BackgroundServer, free_port, start_in_thread
+from medkiosk.serving import BackgroundServer, free_port
 from medkiosk.simulators.insurance import create_app
 from medkiosk.simulators.personas import HOSPITAL_ADMDVS, HOSPITAL_CODE, HOSPITAL_NAME, PERSONAS
+
+from simulator_fixtures import simulator_fixtures
 
 LOCAL = PERSONAS["local_employee"]
 CROSS = PERSONAS["cross_province_filed"]
@@ -25,18 +27,8 @@ SELF_PAY = PERSONAS["self_pay"]
 SENT_AT = datetime(2026, 11, 25, 9, 30)
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[BackgroundServer]:
-    server = start_in_thread(create_app(seed=20261125), name="insurance-sim")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def control(sim: BackgroundServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.url, timeout=5) as client:
-        client.post("/__sim__/reset").raise_for_status()
-        yield client
+sim, control = simulator_fixtures(lambda: create_app(seed=20261125), name="insurance-sim",
+                                  server="sim", client="control")
 
 
 @pytest.fixture
