@@ -239,6 +239,39 @@ def test_when_the_session_ends_a_read_nobody_collected_is_forgotten_and_the_card
     assert page.post("/local/demo/peripheral", json={"name": "insurance_card_reader"}).json()["card_present"] is False
 
 
+def test_a_payment_code_at_the_scanner_reaches_the_page_waiting_for_that_payment_and_not_the_service(page, service):
+    before = len(service.of("/api/device/identify"))
+    params = {"timeout": 5, "expect": "payment_code", "order_no": "PO20261125093000A1B2C3D4"}
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(page.get, "/local/identify/wait", params=params)
+        time.sleep(0.2)  # the payment screen is already waiting when the phone is shown
+        assert page.post("/local/demo/scan", json={"code": "130012345678901234"}).status_code == 200
+        outcome = waiting.result(timeout=10).json()
+    assert outcome == {"outcome": "payment_code", "auth_code": "130012345678901234",
+                       "order_no": "PO20261125093000A1B2C3D4"}
+    assert len(service.of("/api/device/identify")) == before
+    assert page.get("/local/identify/wait", params={"timeout": 5, "expect": "payment_code"}).status_code == 422
+
+
+def test_a_payment_code_when_nothing_is_to_be_paid_is_explained_not_sent_as_identity(page, service):
+    before = len(service.of("/api/device/identify"))
+    page.post("/local/demo/scan", json={"code": "130012345678901234"})
+    outcome = page.get("/local/identify/wait", params={"timeout": 5}).json()
+    assert outcome["outcome"] == "error" and "付款码" in outcome["message"]
+    assert len(service.of("/api/device/identify")) == before
+
+
+def test_the_agent_draws_a_qr_code_as_svg_for_the_page_and_refuses_oversized_data(page):
+    drawn = page.get("/local/qr", params={"data": "simpay://qr/4bf23f82c1203321aeef78d4"})
+    assert drawn.status_code == 200 and drawn.headers["content-type"].startswith("image/svg+xml")
+    assert drawn.headers["cache-control"] == "no-store"
+    assert drawn.text.startswith("<svg") and "viewBox" in drawn.text and "<script" not in drawn.text
+    assert page.get("/local/qr", params={"data": "x" * 513}).status_code == 422
+    assert page.get("/local/qr").status_code == 422
+    remote = httpx.get(page.base_url.join("/local/qr"), params={"data": "x"}, headers={"Host": "kiosk.example"})
+    assert remote.status_code == 421
+
+
 def test_heartbeats_arrive_signed_with_the_peripherals_and_the_screen(page, service):
     page.post("/local/demo/peripheral", json={"name": "receipt_printer", "paper": "low"})
     page.post("/local/screen", json={"name": "home"})

@@ -127,3 +127,94 @@ def test_a_poll_whose_page_has_gone_leaves_the_outcome_for_the_next_poll():
         return await mailbox.take(0.1)
 
     assert asyncio.run(scenario()) == {"outcome": "identified"}
+
+
+# -- payment codes at the scanner ------------------------------------------------------------------
+
+WECHAT_CODE = "130012345678901234"
+
+
+def scan(code: str):
+    from medkiosk.agent.drivers.base import Medium, ScanRead
+
+    return ScanRead(medium=Medium.E_CERTIFICATE, qrcode=code)
+
+
+def identified(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"outcome": "identified", "session": {"id": "s1"}})
+
+
+def test_a_payment_code_shown_while_a_payment_waits_goes_to_that_orders_poll_and_never_to_the_service():
+    seen: list = []
+    ident = identification(identified, seen)
+
+    async def scenario():
+        with ident.expecting_payment_code("PO1"):
+            waiter = asyncio.create_task(ident.next_outcome(2, payment_order="PO1"))
+            await asyncio.sleep(0.01)
+            await ident.identify(scan(WECHAT_CODE))
+            return await waiter
+
+    assert asyncio.run(scenario()) == {"outcome": "payment_code", "auth_code": WECHAT_CODE, "order_no": "PO1"}
+    assert seen == []
+
+
+def test_a_payment_code_when_no_payment_waits_is_never_sent_as_identity_and_is_soon_forgotten():
+    seen: list = []
+    ident = identification(identified, seen)
+    outcome = asyncio.run(ident.identify(scan("287654321098765432")))  # an Alipay code
+    assert outcome["outcome"] == "error" and "付款码" in outcome["message"] and outcome["next_step"]
+    assert seen == []
+
+
+def test_an_e_certificate_shown_while_a_payment_waits_is_still_identified_by_the_service():
+    seen: list = []
+    ident = identification(identified, seen)
+
+    async def scenario():
+        with ident.expecting_payment_code("PO1"):
+            return await ident.identify(scan("ECQR-320100-0001"))
+
+    assert asyncio.run(scenario())["outcome"] == "identified"
+    assert seen == [("/api/device/identify", {"medium": "e_certificate", "qrcode": "ECQR-320100-0001"})]
+
+
+def test_a_code_read_for_one_order_is_never_handed_to_a_poll_for_another_or_to_an_identification_poll():
+    ident = identification(identified)
+
+    async def scenario():
+        with ident.expecting_payment_code("PO1"):
+            await ident.identify(scan(WECHAT_CODE))
+        other = await ident.next_outcome(0.05, payment_order="PO2")
+        with ident.expecting_payment_code("PO1"):
+            await ident.identify(scan(WECHAT_CODE))
+        plain = await ident.next_outcome(0.05)
+        return other, plain
+
+    assert asyncio.run(scenario()) == (None, None)
+
+
+def test_codes_count_for_the_order_a_moment_after_its_poll_ends_and_not_after_the_session_ends():
+    ident = identification(identified)
+    with ident.expecting_payment_code("PO1"):
+        assert ident.payment_order == "PO1"
+    assert ident.payment_order == "PO1"  # the gap between one long-poll and the next
+    ident.session_ended()
+    assert ident.payment_order is None
+
+    no_grace = Identification({}, ident.client, payment_code_grace=0.0)
+    with no_grace.expecting_payment_code("PO2"):
+        assert no_grace.payment_order == "PO2"
+    assert no_grace.payment_order is None
+
+
+def test_only_wallet_payment_codes_count_as_payment_codes():
+    from medkiosk.agent.drivers.base import Medium, ScanRead
+    from medkiosk.agent.identification import payment_code_in
+
+    for code in ("130012345678901234", "104567890123456789", "287654321098765432", "6226090000000048001"):
+        assert payment_code_in(scan(code)) == code
+    for code in ("160012345678901234", "13001234567890123", "ECQR-320100-0001", "V10000001", "1300123456789012345"):
+        assert payment_code_in(scan(code)) is None
+    assert payment_code_in(ScanRead(medium=Medium.VISIT_CARD, visit_card_no=WECHAT_CODE)) is None
+    assert payment_code_in(CARD) is None

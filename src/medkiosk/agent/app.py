@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import segno
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -51,6 +53,8 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 MAX_FORWARD_BODY = 1 << 20
 MAX_PDF_BODY = 20 << 20
 PHONE = re.compile(r"^1\d{10}$")
+ORDER_NO = r"^[A-Za-z0-9_-]{1,40}$"
+QR_MAX_DATA = 512  # a payment channel's code_url is well under 100 characters
 
 PLACEHOLDER_PAGE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>自助机</title></head>
@@ -203,9 +207,20 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
         return JSONResponse({**home, **local}, response.status_code, headers=NO_STORE)
 
     @app.get("/local/identify/wait")
-    async def identify_wait(request: Request, timeout: float | None = Query(default=None, ge=0)) -> JSONResponse:
+    async def identify_wait(request: Request, timeout: float | None = Query(default=None, ge=0),
+                            expect: Literal["payment_code"] | None = Query(default=None),
+                            order_no: str | None = Query(default=None, pattern=ORDER_NO)) -> JSONResponse:
         wait = min(settings.long_poll_seconds if timeout is None else timeout, settings.long_poll_seconds)
-        outcome = await runtime.identification.mailbox.take(wait, gone=request.is_disconnected)
+        identification = runtime.identification
+        if expect is None:
+            outcome = await identification.next_outcome(wait, gone=request.is_disconnected)
+        else:
+            if order_no is None:
+                raise AgentError(422, "提交的内容有误", "等待付款码需要订单号", fields=["order_no"])
+            # While this poll is open, a payment code at the scanner pays this order.
+            with identification.expecting_payment_code(order_no):
+                outcome = await identification.next_outcome(wait, gone=request.is_disconnected,
+                                                            payment_order=order_no)
         return JSONResponse(outcome or {"outcome": "waiting"}, headers=NO_STORE)
 
     @app.post("/local/identify/phone")
@@ -231,6 +246,12 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
     async def screen(body: ScreenIn) -> JSONResponse:
         runtime.heartbeat.screen = body.name
         return JSONResponse({"ok": True}, headers=NO_STORE)
+
+    # QR codes for the page to show (a payment's code_url): drawn here, so the page needs no QR code.
+
+    @app.get("/local/qr")
+    async def qr_code(data: str = Query(min_length=1, max_length=QR_MAX_DATA)) -> Response:
+        return Response(await asyncio.to_thread(qr_svg, data), media_type="image/svg+xml", headers=NO_STORE)
 
     # Printing.
 
@@ -279,6 +300,15 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
         app.include_router(demo_router(drivers))
 
     return app
+
+
+def qr_svg(data: str) -> bytes:
+    """``data`` as a QR code in SVG: black on white, a four-module quiet zone, sized by the page."""
+    code = segno.make(data, error="m", micro=False)
+    out = io.BytesIO()
+    code.save(out, kind="svg", scale=1, border=4, dark="#000", light="#fff", xmldecl=False, omitsize=True,
+              title="二维码")
+    return out.getvalue()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

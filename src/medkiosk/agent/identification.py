@@ -3,19 +3,25 @@
 Identity reaches the service only from here, never from the page: the page can wait for an
 outcome and can answer the service's phone question for a pending identification, nothing more.
 A ``needs_phone`` outcome carries a ``pending`` token that the agent keeps and the page never sees.
+
+The scanner also reads wallets' payment codes. They are money, not identity, and never go to the
+identify endpoint: while the page waits for a payment (its long-poll names the order), a payment
+code becomes a ``payment_code`` outcome for that order; at any other time it is answered with a
+short-lived error telling the patient to choose the bill first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from medkiosk.agent.client import ServiceClient, ServiceUnavailable
-from medkiosk.agent.drivers.base import MediumRead, Reader
-from medkiosk.domain.masking import mask_name
+from medkiosk.agent.drivers.base import Medium, MediumRead, Reader, ScanRead
+from medkiosk.domain.masking import mask_card, mask_name
 from medkiosk.logging import get_logger
 
 log = get_logger("medkiosk.agent.identification")
@@ -27,6 +33,26 @@ UNREACHABLE = {"outcome": "error", "message": "暂时无法连接医院服务，
 UNEXPECTED = {"outcome": "error", "message": "身份识别暂时无法完成", "next_step": "请稍后重新刷卡，或到人工窗口办理"}
 OUTCOMES = {"identified", "refused", "needs_phone", "error"}
 
+# Payment codes of the wallets the channel takes (docs/simulators/payment.md): WeChat 18 digits
+# starting 10-15, Alipay 16-24 digits starting 25-30, UnionPay 19 digits starting 62. No
+# e-certificate QR or visit card looks like this.
+PAYMENT_CODE = re.compile(r"^(?:1[0-5]\d{16}|(?:2[5-9]|30)\d{14,22}|62\d{17})$")
+# After the page's payment long-poll ends, a code read in the gap before its next poll still counts.
+PAYMENT_CODE_GRACE_SECONDS = 3.0
+# A payment code shown when no payment waits: tell the page that is open now, then forget it.
+UNEXPECTED_CODE_TTL_SECONDS = 5.0
+UNEXPECTED_PAYMENT_CODE = {"outcome": "error", "message": "这是手机付款码，现在还不需要付款",
+                           "next_step": "请先识别身份，进入“门诊缴费”选择要缴的费用，在付款页面再出示付款码"}
+
+
+def payment_code_in(read: MediumRead) -> str | None:
+    """The digits of a wallet's payment code held to the scanner, if that is what was read."""
+    if isinstance(read, ScanRead) and read.medium is Medium.E_CERTIFICATE and read.qrcode:
+        code = read.qrcode.strip()
+        if PAYMENT_CODE.match(code):
+            return code
+    return None
+
 
 class OutcomeMailbox:
     """One slot for the latest outcome, collected by the page's long-poll."""
@@ -36,8 +62,9 @@ class OutcomeMailbox:
         self._item: tuple[dict[str, Any], float] | None = None
         self._arrived = asyncio.Event()
 
-    def post(self, outcome: dict[str, Any]) -> None:
-        self._item = (outcome, time.monotonic())
+    def post(self, outcome: dict[str, Any], ttl: float | None = None) -> None:
+        """Leave an outcome for the next poll; it is stale after ``ttl`` (default: the mailbox's)."""
+        self._item = (outcome, time.monotonic() + (self._ttl if ttl is None else ttl))
         self._arrived.set()
 
     def clear(self) -> None:
@@ -50,9 +77,9 @@ class OutcomeMailbox:
     def _take(self) -> dict[str, Any] | None:
         if self._item is None:
             return None
-        outcome, at = self._item
+        outcome, stale_at = self._item
         self._item = None
-        return outcome if time.monotonic() - at <= self._ttl else None
+        return outcome if time.monotonic() <= stale_at else None
 
     async def take(self, timeout: float, gone: Callable[[], Awaitable[bool]] | None = None,
                    check_every: float = 1.0) -> dict[str, Any] | None:
@@ -86,17 +113,60 @@ def _reply_outcome(payload: Any) -> dict[str, Any]:
 class Identification:
     """Owns the readers' loop, the outcome mailbox and the pending token of a ``needs_phone``."""
 
-    def __init__(self, readers: dict[str, Reader], client: ServiceClient) -> None:
+    def __init__(self, readers: dict[str, Reader], client: ServiceClient, *,
+                 payment_code_grace: float = PAYMENT_CODE_GRACE_SECONDS) -> None:
         self.readers = readers
         self.client = client
         self.mailbox = OutcomeMailbox()
         self._pending: str | None = None
         self._epoch = 0  # bumped when a session ends: replies to older reads are dropped
         self._events: asyncio.Queue[MediumRead] = asyncio.Queue()
+        self._payment_order: str | None = None  # the order whose page waits for a payment code
+        self._payment_polls = 0
+        self._payment_until = 0.0
+        self._payment_grace = payment_code_grace
 
     @property
     def has_pending(self) -> bool:
         return self._pending is not None
+
+    # -- payment codes ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def expecting_payment_code(self, order_no: str):
+        """While the page's long-poll for ``order_no`` is open (and a moment after), codes are for it."""
+        if self._payment_order != order_no:
+            self._payment_order, self._payment_polls, self._payment_until = order_no, 0, 0.0
+        self._payment_polls += 1
+        try:
+            yield
+        finally:
+            if self._payment_order == order_no:
+                self._payment_polls -= 1
+                if self._payment_polls == 0:
+                    self._payment_until = time.monotonic() + self._payment_grace
+
+    @property
+    def payment_order(self) -> str | None:
+        """The order a payment code read now would pay, or None when no payment waits."""
+        if self._payment_order is None:
+            return None
+        if self._payment_polls > 0 or time.monotonic() < self._payment_until:
+            return self._payment_order
+        return None
+
+    async def next_outcome(self, timeout: float, gone: Callable[[], Awaitable[bool]] | None = None,
+                           payment_order: str | None = None) -> dict[str, Any] | None:
+        """The next outcome for a poll; a payment code goes only to the poll of the order it was read for."""
+        deadline = time.monotonic() + timeout
+        while True:
+            outcome = await self.mailbox.take(max(0.0, deadline - time.monotonic()), gone)
+            if outcome is None or outcome.get("outcome") != "payment_code":
+                return outcome
+            if payment_order is not None and outcome.get("order_no") == payment_order:
+                return outcome
+            log.info("payment_code_dropped", reason="read for another order", order_no=outcome.get("order_no"))
+            if time.monotonic() >= deadline:
+                return None
 
     async def run(self) -> None:
         """Run until cancelled: one task per reader feeds a queue handled in order."""
@@ -129,6 +199,9 @@ class Identification:
                 self.mailbox.post(dict(UNEXPECTED))
 
     async def identify(self, read: MediumRead) -> dict[str, Any]:
+        code = payment_code_in(read)
+        if code is not None:
+            return self._payment_code(code)
         epoch = self._epoch
         log.info("medium_read", **read.masked())
         outcome = await self._call("/api/device/identify", read.identify_body(), medium=read.medium.value)
@@ -150,9 +223,22 @@ class Identification:
             return None
         return self._keep_pending(outcome)
 
+    def _payment_code(self, code: str) -> dict[str, Any]:
+        order_no = self.payment_order
+        if order_no is None:
+            log.info("payment_code_unexpected", code=mask_card(code))
+            outcome = dict(UNEXPECTED_PAYMENT_CODE)
+            self.mailbox.post(outcome, ttl=UNEXPECTED_CODE_TTL_SECONDS)
+            return outcome
+        log.info("payment_code_read", code=mask_card(code), order_no=order_no)
+        outcome = {"outcome": "payment_code", "auth_code": code, "order_no": order_no}
+        self.mailbox.post(outcome)
+        return outcome
+
     def session_ended(self) -> None:
         self._epoch += 1
         self._pending = None
+        self._payment_order, self._payment_polls, self._payment_until = None, 0, 0.0
         self.mailbox.clear()
         while not self._events.empty():
             self._events.get_nowait()
