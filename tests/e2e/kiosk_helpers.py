@@ -39,7 +39,8 @@ def leave_no_session(page) -> None:
         page.get_by_test_id("patient-logout").click()
     elif page.get_by_test_id("start").is_visible():
         return
-    elif page.get_by_test_id("nav-home").is_visible():
+    elif page.get_by_test_id("nav-home").is_visible() and \
+            page.get_by_test_id("nav-home").get_attribute("aria-disabled") != "true":
         # Not identified: going home abandons a half-finished first visit and frees the readers.
         if page.get_by_test_id("dialog-ok").is_visible():
             page.get_by_test_id("dialog-ok").click()
@@ -87,3 +88,28 @@ def close_pages(context) -> None:
     for p in context.pages:
         p.close()
     time.sleep(POLL_GONE_SECONDS)
+
+
+def identify(page, url: str, medium: str, persona: str, masked_name: str) -> None:
+    """Open the kiosk and let a persona present a medium until the menu greets them."""
+    open_kiosk(page, url)
+    present(page, medium, persona)
+    expect(page.get_by_test_id("patient-name")).to_have_text(masked_name, timeout=15_000)
+
+
+def printed(agent_url: str, job_prefix: str = "") -> list[dict]:
+    """What the kiosk's (simulated) printers printed, newest first."""
+    response = httpx.get(f"{agent_url}/local/demo/printed", timeout=10)
+    response.raise_for_status()
+    return [p for p in response.json() if p["job_id"].startswith(job_prefix)]
+
+
+def assert_targets_and_fit(page) -> None:
+    """Patient controls are at least 64×64 px and nothing spills sideways."""
+    small = page.evaluate("""[...document.querySelectorAll('button')]
+        .filter(b => !b.closest('#demo') && b.offsetParent !== null)
+        .map(b => [b.textContent.trim(), b.getBoundingClientRect()])
+        .filter(([, r]) => r.height < 64 || r.width < 64)
+        .map(([t, r]) => `${t} ${Math.round(r.width)}x${Math.round(r.height)}`)""")
+    assert not small, small
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

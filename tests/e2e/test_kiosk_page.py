@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from medkiosk.simulators.personas import PERSONAS
 
-from kiosk_helpers import close_pages, open_kiosk, present, session_of, shoot
+from kiosk_helpers import assert_targets_and_fit, close_pages, open_kiosk, present, session_of, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -217,9 +217,10 @@ def test_g_a_tile_not_built_yet_says_coming_soon_and_back_and_home_work(page, ki
     expect(page.get_by_test_id("nav-large-text")).to_have_attribute("aria-pressed", "true")
     assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") > base
     shoot(page, "home-large-text")
+    # A built service chosen before identifying: identify first, then it opens.
     page.get_by_test_id("tile-payment").click()
-    expect(page.get_by_test_id("coming-soon-dialog")).to_be_visible()
-    page.get_by_test_id("dialog-ok").click()
+    expect(page.get_by_text("读卡后将为您办理：门诊缴费")).to_be_visible()
+    page.get_by_test_id("nav-home").click()
     page.get_by_test_id("nav-large-text").click()
     expect(page.get_by_test_id("nav-large-text")).to_have_attribute("aria-pressed", "false")
 
@@ -298,14 +299,3 @@ def test_screens_fit_large_type_and_large_targets_at_each_kiosk_size(browser, st
     finally:
         close_pages(context)
         context.close()
-
-
-def assert_targets_and_fit(page) -> None:
-    """Patient controls are at least 64×64 px and nothing spills sideways."""
-    small = page.evaluate("""[...document.querySelectorAll('button')]
-        .filter(b => !b.closest('#demo') && b.offsetParent !== null)
-        .map(b => [b.textContent.trim(), b.getBoundingClientRect()])
-        .filter(([, r]) => r.height < 64 || r.width < 64)
-        .map(([t, r]) => `${t} ${Math.round(r.width)}x${Math.round(r.height)}`)""")
-    assert not small, small
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

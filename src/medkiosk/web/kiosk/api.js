@@ -2,12 +2,26 @@
 
 import { T } from "./messages.js";
 
-/** An error the patient can read: the agent's {message, next_step}, or a network failure. */
+/**
+ * An error the patient can read: the agent's or the service's {message, next_step}, or a network
+ * failure. `data` is the whole error body (e.g. offer_self_pay, session_ended).
+ */
 export class ApiError extends Error {
-  constructor(message, nextStep, status = 0) {
+  constructor(message, nextStep, status = 0, data = null) {
     super(message);
     this.nextStep = nextStep;
     this.status = status;
+    this.data = data || {};
+  }
+
+  /** The service no longer has this patient's session (401 session_ended): go home. */
+  get sessionEnded() {
+    return this.status === 401 && Boolean(this.data.session_ended);
+  }
+
+  /** The call may have happened (504 from the agent): ask for the state instead of repeating it. */
+  get outcomeUnknown() {
+    return this.status === 504;
   }
 }
 
@@ -36,15 +50,20 @@ async function call(method, path, body, { signal } = {}) {
   if (!response.ok) {
     const message = (data && typeof data.message === "string" && data.message) || T.networkError;
     const nextStep = (data && typeof data.next_step === "string" && data.next_step) || T.genericNext;
-    throw new ApiError(message, nextStep, response.status);
+    throw new ApiError(message, nextStep, response.status, data && typeof data === "object" ? data : null);
   }
   return data;
 }
 
+const PAYMENTS = "/local/api/kiosk/payments";
+const enc = encodeURIComponent;
+
 export const api = {
   config: () => call("GET", "/local/config"),
-  waitForIdentity: (timeout, signal) =>
-    call("GET", `/local/identify/wait?timeout=${encodeURIComponent(timeout)}`, undefined, { signal }),
+  /** The next identification outcome; with `orderNo`, a payment code at the scanner pays that order. */
+  waitForIdentity: (timeout, signal, { orderNo } = {}) =>
+    call("GET", `/local/identify/wait?timeout=${enc(timeout)}${orderNo ? `&expect=payment_code&order_no=${enc(orderNo)}` : ""}`,
+      undefined, { signal }),
   submitPhone: (phone) => call("POST", "/local/identify/phone", { phone }),
   session: () => call("GET", "/local/api/kiosk/session"),
   extend: () => call("POST", "/local/api/kiosk/session/extend", {}),
@@ -52,11 +71,25 @@ export const api = {
   sessionEnded: () => call("POST", "/local/session/ended", {}),
   screen: (name) => call("POST", "/local/screen", { name }),
   staffCall: (reason, screen) => call("POST", "/local/api/kiosk/staff-call", { reason, screen }),
+  pay: {
+    bills: () => call("GET", `${PAYMENTS}/bills`),
+    start: ({ visitNo, mode, orderNos }) =>
+      call("POST", PAYMENTS, orderNos ? { visit_no: visitNo, mode, order_nos: orderNos } : { visit_no: visitNo, mode }),
+    pay: (orderNo, method, authCode) =>
+      call("POST", `${PAYMENTS}/${enc(orderNo)}/pay`, authCode ? { method, auth_code: authCode } : { method }),
+    status: (orderNo) => call("GET", `${PAYMENTS}/${enc(orderNo)}`),
+    cancel: (orderNo) => call("POST", `${PAYMENTS}/${enc(orderNo)}/cancel`, {}),
+    receipt: (orderNo) => call("GET", `${PAYMENTS}/${enc(orderNo)}/receipt`),
+  },
+  printReceipt: (receipt) => call("POST", "/local/print/receipt", receipt),
+  /** The agent draws QR codes (SVG); the page only shows the image. */
+  qrImageUrl: (data) => `/local/qr?data=${enc(data)}`,
   demo: {
     personas: () => call("GET", "/local/demo/personas"),
     present: (medium, persona) => call("POST", `/local/demo/${DEMO_ENDPOINTS[medium]}`, { persona }),
     peripheral: (name, state, paper) => call("POST", "/local/demo/peripheral", { name, state, paper }),
     printed: () => call("GET", "/local/demo/printed"),
+    scanCode: (code) => call("POST", "/local/demo/scan", { code }),
   },
 };
 

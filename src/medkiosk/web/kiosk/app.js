@@ -8,6 +8,7 @@ import { api, ApiError, quietly } from "./api.js";
 import { DemoPanel } from "./demo-panel.js";
 import { clear, h, icon, replaceChildren } from "./dom.js";
 import { formatDate, formatTime, formatYuan, T } from "./messages.js";
+import { PaymentFlow } from "./payment.js";
 import {
   homeScreen, identifyScreen, menuScreen, phoneScreen, refusedScreen, showInlineError, startingScreen,
 } from "./screens.js";
@@ -31,6 +32,7 @@ const state = {
 
 const ui = {};
 let demoPanel = null;
+const ABANDON_WAIT_MS = 8000;  // at most this long to cancel an open payment when the session ends
 
 const clock = new SessionClock({
   onTick: (left) => showCountdown(left),
@@ -39,6 +41,24 @@ const clock = new SessionClock({
   onGone: () => endSession("gone"),
   extend: () => api.extend(),
   check: () => api.session(),
+});
+
+const payment = new PaymentFlow({
+  show: (name, params, opts) => show(name, params, opts),
+  setStack: (entries) => {
+    state.stack = entries;
+    render(current());
+  },
+  backTo,
+  home: () => goHome(),
+  sessionGone: () => endSession("gone"),
+  activity: () => { if (state.session) clock.activity(); },
+  outcome: (outcome) => handleOutcome(outcome),
+  comingSoon: (name) => openInfo({ title: T.comingSoonTitle(name), body: T.comingSoonBody, next: T.comingSoonNext,
+    iconName: "info", testid: "coming-soon-dialog" }),
+  longPollSeconds: () => (state.config && state.config.long_poll_seconds) || 25,
+  say: (text) => say(text),
+  announce: (text) => announce(text),
 });
 
 // ---- start ----------------------------------------------------------------------------------
@@ -122,6 +142,7 @@ function tickClock() {
 
 function render(entry) {
   const { name, params = {} } = entry;
+  payment.stop();  // the payment screen on display (if any) stops polling; its order stays open
   let node;
   switch (name) {
     case "home":
@@ -143,7 +164,7 @@ function render(entry) {
       node = menuScreen({ services: state.config.services, onTile: chooseTile });
       break;
     default:
-      node = startingScreen(Boolean(params.failed));
+      node = payment.owns(name) ? payment.render(entry) : startingScreen(Boolean(params.failed));
   }
   clear(ui.screen);
   ui.screen.append(node);
@@ -171,14 +192,30 @@ function show(name, params = {}, { replace = false } = {}) {
 function back() {
   if (state.stack.length <= 1) return;
   const leaving = current();
+  if (payment.leavesOpenOrder(leaving.name)) {
+    payment.back();  // cancels the open order, then shows the bills again
+    return;
+  }
   state.stack.pop();
   if (leaving.name === "phone") quietly(api.sessionEnded());  // abandon the first-visit record
+  render(current());
+}
+
+/** Back to a screen on the stack (the menu if it is not there). */
+function backTo(name) {
+  const at = state.stack.map((e) => e.name).lastIndexOf(name);
+  if (at < 0) {
+    goHome();
+    return;
+  }
+  state.stack = state.stack.slice(0, at + 1);
   render(current());
 }
 
 /** 首页: the patient's menu while someone is identified, else the welcome screen. */
 function goHome({ fresh = false } = {}) {
   closeInfoDialog();
+  payment.abandon();  // an unfinished payment is cancelled, not left waiting
   const leaving = current();
   if (leaving && leaving.name === "phone" && !state.session) quietly(api.sessionEnded());
   state.pendingTile = null;
@@ -215,6 +252,10 @@ function chooseTile(service) {
   }
   if (service.needs_patient && !state.session) {
     startIdentify(service);
+    return;
+  }
+  if (service.key === "payment") {
+    show("pay-bills");
     return;
   }
   // No service screen is wired into this page yet: say so kindly rather than fail.
@@ -295,6 +336,7 @@ function startSession(session) {
   if (state.session && state.session.session_id === session.session_id) return;
   state.session = session;
   stopPolling();
+  payment.forget();
   closeInfoDialog();
   renderPatientBar(session);
   clock.start(session);
@@ -373,6 +415,11 @@ async function endSession(reason) {
   const hadSession = Boolean(state.session);
   clearPatient();
   render({ name: "starting" });
+  if (hadSession && reason !== "gone") {
+    // A payment still open is cancelled while the session can still ask for it.
+    await Promise.race([payment.abandon(), pause(ABANDON_WAIT_MS)]);
+  }
+  payment.forget();
   if (hadSession && reason !== "gone") {
     await api.logout(reason === "idle" ? "idle" : undefined).catch(() => {});
   }

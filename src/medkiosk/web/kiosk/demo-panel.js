@@ -49,6 +49,11 @@ export class DemoPanel {
     this.personaList = h("div", { class: "demo-personas", dataset: { testid: "demo-personas" } });
     this.printedList = h("div", { class: "demo-printed", dataset: { testid: "demo-printed" } });
     this.peripherals = h("div", { class: "demo-peripherals" });
+    // A phone's payment code at the scanner (magic codes of the payment simulator).
+    const codes = h("div", { class: "demo-buttons" }, DEMO.paymentCodeButtons.map(([key, label, code]) => h("button", {
+      type: "button", class: "demo-btn", dataset: { testid: `demo-payment-code-${key}` },
+      onclick: () => this.showPaymentCode(label, code),
+    }, label)));
     this.body.append(
       h("div", { class: "demo-head" },
         h("div", {},
@@ -57,6 +62,7 @@ export class DemoPanel {
         h("button", { type: "button", class: "demo-btn", dataset: { testid: "demo-close" },
           onclick: () => this.close() }, DEMO.close)),
       this.status,
+      h("h3", {}, DEMO.paymentCodes), codes,
       h("h3", {}, DEMO.personas), this.personaList,
       h("h3", {}, DEMO.peripherals), this.peripherals,
       h("div", { class: "demo-row" }, h("h3", {}, DEMO.printed),
@@ -114,6 +120,15 @@ export class DemoPanel {
     try {
       await api.demo.present(medium, persona.key);
       this.say(DEMO.done(what));
+    } catch (err) {
+      this.say(DEMO.failed(err.message));
+    }
+  }
+
+  async showPaymentCode(label, code) {
+    try {
+      await api.demo.scanCode(code);
+      this.say(DEMO.done(`${label}（${code.slice(0, 4)}…）`));
     } catch (err) {
       this.say(DEMO.failed(err.message));
     }

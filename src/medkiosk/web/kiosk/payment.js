@@ -1,0 +1,516 @@
+// The outpatient payment flow (门诊缴费): bills → split → QR code → result, three taps from the menu.
+//
+// The flow owns the service calls (through the agent's forwarder), the polling, the wait for a
+// payment code at the scanner and the printing; app.js owns navigation and the session. A payment
+// in progress is the patient's activity: each poll restarts the idle countdown (the session clock
+// throttles what it tells the service). An order still open when the patient leaves (返回, 首页,
+// 退出) is cancelled, so nothing is charged that the patient did not mean to pay.
+
+import { api, ApiError } from "./api.js";
+import { h } from "./dom.js";
+import { PAY, T } from "./messages.js";
+import {
+  billsProblemScreen, billsScreen, noBillsScreen, payLoadingScreen, qrScreen, resultScreen, splitScreen,
+} from "./payment-screens.js";
+
+const POLL_MS = 2000;
+const SCREENS = new Set(["pay-bills", "pay-split", "pay-qr", "pay-result"]);
+/** Screens on which an order is open and leaving them cancels it. */
+const OPEN_ORDER_SCREENS = new Set(["pay-split", "pay-qr"]);
+
+export class PaymentFlow {
+  /**
+   * @param {object} app what the flow may ask of the page (app.js)
+   * @param {(name: string, params?: object, opts?: object) => void} app.show   push a screen
+   * @param {(entries: object[]) => void} app.setStack  replace the back stack, show its top
+   * @param {(name: string) => void} app.backTo   pop back to a screen already on the stack
+   * @param {() => void} app.home                 the patient's menu
+   * @param {() => void} app.sessionGone          the service ended the session: go home
+   * @param {() => void} app.activity             the patient is busy paying
+   * @param {(outcome: object) => void} app.outcome  an identification outcome read meanwhile
+   * @param {(name: string) => void} app.comingSoon
+   * @param {() => number} app.longPollSeconds
+   * @param {(text: string) => void} app.say
+   * @param {(text: string) => void} app.announce
+   */
+  constructor(app) {
+    this.app = app;
+    this.open = null;       // the order not finished yet: cancelled if the patient leaves
+    this.choice = null;     // what the patient chose to pay: {visitNo, mode, orderNos}
+    this.visitsLeft = 0;    // unpaid visits at the last look
+    this.printed = new Set();  // orders whose paper is out, so a result drawn again prints nothing
+    this.restarting = false;
+    this.gen = 0;           // bumped whenever the screen changes: older timers and polls stop
+    this.timers = [];
+    this.aborts = [];
+  }
+
+  owns(name) {
+    return SCREENS.has(name);
+  }
+
+  /** Stop every timer and poll of the screen on display (the open order is kept). */
+  stop() {
+    this.gen += 1;
+    for (const timer of this.timers) clearTimeout(timer);
+    for (const abort of this.aborts) abort.abort();
+    this.timers = [];
+    this.aborts = [];
+  }
+
+  /** Drop all memory of the patient's payments (the session ended). */
+  forget() {
+    this.stop();
+    this.open = null;
+    this.choice = null;
+    this.visitsLeft = 0;
+    this.printed.clear();
+  }
+
+  render({ name, params = {} }) {
+    switch (name) {
+      case "pay-split": return this.splitView(params);
+      case "pay-qr": return this.qrView(params);
+      case "pay-result": return this.resultView(params);
+      default: return this.billsView();
+    }
+  }
+
+  /** 返回 from the split or QR screen: cancel the open order and show the bills again. */
+  leavesOpenOrder(name) {
+    return OPEN_ORDER_SCREENS.has(name);
+  }
+
+  async back() {
+    const result = await this.abandon({ printIfPaid: false });  // its result screen prints
+    if (result && result.terminal && result.state !== "closed") {
+      this.showResult(result, this.choice);  // the patient had paid meanwhile: say so
+      return;
+    }
+    if (result) this.app.announce(PAY.cancelledNote);
+    this.app.backTo("pay-bills");
+  }
+
+  /**
+   * The patient leaves while an order is open: cancel it. A payment that raced in is completed by
+   * the service, not lost, and its receipt still prints (before the session ends).
+   */
+  async abandon({ printIfPaid = true } = {}) {
+    const order = this.open;
+    this.stop();
+    this.open = null;
+    if (!order) return null;
+    let result = null;
+    try {
+      result = await api.pay.cancel(order.order_no);
+    } catch {
+      return null;  // unreachable or session gone: the service closes it at its deadline
+    }
+    if (printIfPaid && result && result.state === "completed") await this.print(result, null);
+    return result;
+  }
+
+  // ---- bills -------------------------------------------------------------------------------------
+
+  billsView() {
+    const gen = this.gen;
+    const host = payLoadingScreen(PAY.loadingBills);
+    this.loadBills(gen, host);
+    return host;
+  }
+
+  async loadBills(gen, host) {
+    let bills;
+    try {
+      bills = await api.pay.bills();
+    } catch (err) {
+      if (gen !== this.gen || this.gone(err)) return;
+      this.swap(host, billsProblemScreen({ message: err.message, nextStep: err.nextStep,
+        onRetry: () => this.app.show("pay-bills", {}, { replace: true }) }));
+      return;
+    }
+    if (gen !== this.gen) return;
+    const visits = (bills && bills.visits) || [];
+    this.visitsLeft = visits.length;
+    if (!visits.length) {
+      this.swap(host, noBillsScreen({ onDone: () => this.app.home() }));
+      return;
+    }
+    const view = billsScreen({ bills, onChoose: (choice) => this.start(choice, view) });
+    this.swap(host, view.node);
+  }
+
+  /** Tap 2: create the order for the chosen bill; its split (pre-settlement) comes back with it. */
+  async start(choice, view) {
+    const gen = this.gen;
+    view.hideProblem();
+    view.setBusy(true, PAY.calculating);
+    let order;
+    try {
+      order = await api.pay.start(choice);
+    } catch (err) {
+      if (this.gone(err) || gen !== this.gen) return;
+      view.setBusy(false);
+      const offer = err.data && err.data.offer_self_pay && choice.mode !== "self_pay"
+        ? h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "pay-offer-self-pay" },
+          onclick: () => this.start({ ...choice, mode: "self_pay" }, view) }, PAY.offerSelfPay)
+        : null;
+      view.showProblem(err.message, err.nextStep, offer);
+      return;
+    }
+    this.choice = choice;
+    if (gen !== this.gen) {  // the patient left while the bill was being computed
+      this.open = order.terminal ? null : order;
+      this.abandon();
+      return;
+    }
+    this.proceed(order, choice);
+  }
+
+  /** Where an order goes next: the split to confirm, or its result when it has finished by itself. */
+  proceed(order, choice) {
+    if (order.terminal) {
+      this.showResult(order, choice);
+      return;
+    }
+    this.open = order;
+    this.app.show("pay-split", { order, choice });
+  }
+
+  // ---- split ---------------------------------------------------------------------------------------
+
+  splitView({ order, choice }) {
+    const gen = this.gen;
+    const view = splitScreen({ order, onQr: () => this.payByQr(gen, order, choice, view) });
+    // Nothing left to pay in cash (or the order is already on its way): it completes by itself.
+    if (order.state !== "presettled") this.watch(gen, order, choice, () => view.setStatus(PAY.settling));
+    return view.node;
+  }
+
+  /** Tap 3: a QR order for the cash part. */
+  async payByQr(gen, order, choice, view) {
+    view.setBusy(true, PAY.calculating);
+    let next = null;
+    try {
+      next = await api.pay.pay(order.order_no, "qr");
+    } catch (err) {
+      if (this.gone(err) || gen !== this.gen) return;
+      if (err.outcomeUnknown) next = await this.statusOf(order);
+      if (!next) {
+        view.setBusy(false);
+        view.showProblem(err.message, err.nextStep);
+        return;
+      }
+    }
+    if (gen !== this.gen) return;
+    this.open = next;
+    if (next.terminal) {
+      this.showResult(next, choice);
+    } else if (next.state === "awaiting_payment" && (next.code_url || next.pay_method === "payment_code")) {
+      this.app.show("pay-qr", { order: next, choice });
+    } else if (next.state === "awaiting_payment") {
+      view.setBusy(true);  // no code: the channel could not be reached; this order cannot be paid now
+      view.showProblem(next.message || T.networkError, PAY.channelDown);
+    } else {
+      view.setStatus(PAY.settling);
+      this.watch(gen, next, choice, null);
+    }
+  }
+
+  // ---- QR code ------------------------------------------------------------------------------------
+
+  qrView({ order, choice }) {
+    const gen = this.gen;
+    const view = qrScreen({
+      order, qrUrl: order.code_url ? api.qrImageUrl(order.code_url) : "",
+      onCancel: () => this.cancelFromQr(view),
+    });
+    const deadline = Date.parse(order.pay_deadline || "");
+    if (Number.isFinite(deadline)) {
+      const tick = () => {
+        const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+        view.setCountdown(left > 0 ? PAY.qrCountdown(Math.floor(left / 60), left % 60) : PAY.qrExpired);
+        if (gen === this.gen) this.later(gen, tick, 1000);
+      };
+      tick();
+    }
+    this.progress(view, order);
+    this.watch(gen, order, choice, (next) => this.progress(view, next));
+    if (order.state === "awaiting_payment" && order.pay_method === "qr") {
+      this.listenForPaymentCode(gen, order, choice, view);
+    }
+    this.app.say(PAY.sayQr);
+    return view.node;
+  }
+
+  progress(view, order) {
+    if (order.state !== "awaiting_payment") view.hideCode(PAY.processing);
+    else if (order.pay_method === "payment_code") view.hideCode(PAY.confirmOnPhone);
+    else view.setStatus(PAY.waiting);
+  }
+
+  async cancelFromQr(view) {
+    view.setCancelBusy(true);
+    view.setStatus(PAY.cancelling);
+    await this.back();
+  }
+
+  /**
+   * While the code shows, a payment code held to the kiosk's scanner pays the order: the agent
+   * hands it to this long-poll (never to identification), and the page sends it to the service.
+   */
+  async listenForPaymentCode(gen, order, choice, view) {
+    let failures = 0;
+    while (gen === this.gen) {
+      const abort = new AbortController();
+      this.aborts.push(abort);
+      let outcome;
+      try {
+        outcome = await api.waitForIdentity(this.app.longPollSeconds(), abort.signal, { orderNo: order.order_no });
+        failures = 0;
+      } catch (err) {
+        if (err.name === "AbortError" || gen !== this.gen) return;
+        failures += 1;
+        await pause(Math.min(1000 * failures, 5000));
+        continue;
+      } finally {
+        this.aborts = this.aborts.filter((a) => a !== abort);
+      }
+      if (gen !== this.gen) return;
+      if (!outcome || outcome.outcome === "waiting") continue;
+      if (outcome.outcome === "payment_code") {
+        if (outcome.order_no === order.order_no && outcome.auth_code
+            && await this.payByCode(gen, order, choice, view, outcome.auth_code)) return;
+        continue;
+      }
+      // A card or e-certificate meanwhile: another patient identified takes over the kiosk as on
+      // any screen; anything else is said here without leaving the payment.
+      if (outcome.outcome === "identified") this.app.outcome(outcome);
+      else if (outcome.message) view.showProblem(outcome.message, outcome.next_step);
+    }
+  }
+
+  /** @returns {Promise<boolean>} true once the code was taken (stop listening), false to keep waiting. */
+  async payByCode(gen, order, choice, view, code) {
+    view.hideProblem();
+    view.setStatus(PAY.codeCharging);
+    let next;
+    try {
+      next = await api.pay.pay(order.order_no, "payment_code", code);
+    } catch (err) {
+      if (this.gone(err) || gen !== this.gen) return true;
+      if (err.outcomeUnknown) return true;  // the poll asks the service what happened
+      view.showProblem(err.message, err.nextStep);
+      view.setStatus(PAY.waiting);
+      return false;
+    }
+    if (gen !== this.gen) return true;
+    if (next.pay_method === "payment_code" || next.state !== "awaiting_payment") {
+      this.follow(next, choice, view);
+      return true;
+    }
+    // The service kept the QR order and ignored the code: it takes a payment code only for an
+    // order not yet shown as a QR code. Close this one and pay the same bill by the code anew.
+    return this.payAnewByCode(gen, order, choice, view, code);
+  }
+
+  async payAnewByCode(gen, order, choice, view, code) {
+    let closed;
+    try {
+      closed = await api.pay.cancel(order.order_no);
+    } catch (err) {
+      if (this.gone(err) || gen !== this.gen) return true;
+      view.showProblem(err.message, err.nextStep);
+      return false;
+    }
+    if (closed.state !== "closed") {  // the QR code was paid in the meantime: that payment stands
+      this.follow(closed, choice, view);
+      return true;
+    }
+    this.open = null;
+    let fresh;
+    try {
+      fresh = await api.pay.start(choice);
+    } catch (err) {
+      if (this.gone(err)) return true;
+      this.showResult({ ...closed, message: err.message, next_step: err.nextStep }, choice);
+      return true;
+    }
+    if (fresh.state !== "presettled") {
+      this.proceed(fresh, choice);
+      return true;
+    }
+    this.open = fresh;
+    let paid;
+    try {
+      paid = await api.pay.pay(fresh.order_no, "payment_code", code);
+    } catch (err) {
+      if (this.gone(err)) return true;
+      paid = err.outcomeUnknown ? await this.statusOf(fresh) : null;
+      if (!paid) {
+        this.app.show("pay-split", { order: fresh, choice }, { replace: true });
+        return true;
+      }
+    }
+    this.open = paid.terminal ? null : paid;
+    if (paid.terminal) this.showResult(paid, choice);
+    else this.app.show("pay-qr", { order: paid, choice }, { replace: true });
+    return true;
+  }
+
+  follow(order, choice, view) {
+    if (order.terminal) {
+      this.showResult(order, choice);
+      return;
+    }
+    this.open = order;
+    this.progress(view, order);
+  }
+
+  // ---- polling --------------------------------------------------------------------------------------
+
+  /** Ask the service every ~2 s until the order finishes; each look counts as the patient's activity. */
+  watch(gen, order, choice, onUpdate) {
+    const look = async () => {
+      const next = await this.statusOf(order);
+      if (gen !== this.gen) return;
+      this.app.activity();
+      if (next && next.terminal) {
+        this.showResult(next, choice);
+        return;
+      }
+      if (next) {
+        this.open = next;
+        if (onUpdate) onUpdate(next);
+      }
+      this.later(gen, look, POLL_MS);
+    };
+    this.later(gen, look, POLL_MS);
+  }
+
+  /** The order as the service sees it now, or null if it could not be asked (try again later). */
+  async statusOf(order) {
+    try {
+      return await api.pay.status(order.order_no);
+    } catch (err) {
+      this.gone(err);
+      return null;
+    }
+  }
+
+  // ---- result -----------------------------------------------------------------------------------------
+
+  showResult(order, choice) {
+    this.open = order.terminal ? null : order;
+    this.app.setStack([{ name: "menu", params: {} }, { name: "pay-bills", params: {} },
+      { name: "pay-result", params: { order, choice } }]);
+  }
+
+  resultView({ order, choice }) {
+    const gen = this.gen;
+    const retry = () => this.app.backTo("pay-bills");
+    const view = resultScreen({
+      order,
+      moreBills: order.state === "completed" && this.visitsLeft > 1,
+      onDone: () => this.app.home(),
+      onMore: retry,
+      onRetry: retry,
+      onPrintAgain: () => this.print(order, view, { again: true }),
+      onInvoice: () => this.app.comingSoon(PAY.invoiceA4Name),
+      onSelfPay: order.offer_self_pay ? () => this.selfPayInstead(order, choice, view) : null,
+    });
+    if (!order.terminal) {
+      this.watch(gen, order, choice, null);  // refunding: the result follows
+    } else if (needsPaper(order)) {
+      this.print(order, view);
+    }
+    this.app.say(order.state === "completed" ? PAY.saySuccess
+      : order.terminal && order.state !== "closed" ? `${order.message || ""}${order.next_step || ""}` : "");
+    return view.node;
+  }
+
+  /** One tap: the bill insurance could not settle, paid as self-pay instead. */
+  async selfPayInstead(order, choice, view) {
+    if (this.restarting) return;  // one tap, one order
+    this.restarting = true;
+    try {
+      await this.startSelfPay(order, choice, view);
+    } finally {
+      this.restarting = false;
+    }
+  }
+
+  async startSelfPay(order, choice, view) {
+    const visitNo = (choice && choice.visitNo) || (order.visit && order.visit.visit_no);
+    const orderNos = choice ? choice.orderNos : null;
+    const next = { visitNo, mode: "self_pay", orderNos };
+    let fresh;
+    try {
+      fresh = await api.pay.start(next);
+    } catch (err) {
+      if (this.gone(err)) return;
+      view.showProblem(err.message, err.nextStep);
+      return;
+    }
+    this.choice = next;
+    this.app.setStack([{ name: "menu", params: {} }, { name: "pay-bills", params: {} }]);
+    this.proceed(fresh, next);
+  }
+
+  /** The receipt, or the exception slip, to the kiosk's printer; the printer's refusal is shown as it says it. */
+  async print(order, view, { again = false } = {}) {
+    const slip = order.state !== "completed";
+    const done = slip ? PAY.slipPrinted : PAY.printed;
+    if (!again && this.printed.has(order.order_no)) {
+      if (view) view.setPrint("done", done);
+      return;
+    }
+    if (view) view.setPrint("busy", PAY.printing);
+    try {
+      const receipt = await api.pay.receipt(order.order_no);
+      await api.printReceipt(receipt);
+      this.printed.add(order.order_no);
+      if (view) view.setPrint("done", done);
+    } catch (err) {
+      if (this.gone(err)) return;
+      if (view) view.setPrint("failed", err.message, err.nextStep);
+    }
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------------------
+
+  /** A 401 with session_ended: the session is over, the page goes home. */
+  gone(err) {
+    if (err instanceof ApiError && err.sessionEnded) {
+      this.open = null;
+      this.app.sessionGone();
+      return true;
+    }
+    return false;
+  }
+
+  later(gen, fn, ms) {
+    const timer = setTimeout(() => {
+      this.timers = this.timers.filter((t) => t !== timer);
+      if (gen === this.gen) fn();
+    }, ms);
+    this.timers.push(timer);
+  }
+
+  /** Put the loaded screen where the placeholder was, and move focus to its heading. */
+  swap(host, node) {
+    if (!host.isConnected) return;
+    host.replaceWith(node);
+    const title = node.querySelector(".screen-title");
+    if (title && !document.querySelector("dialog[open]")) title.focus({ preventScroll: true });
+  }
+}
+
+/** Paper for the patient: the receipt of a paid bill, or the exception slip when money moved back. */
+function needsPaper(order) {
+  return order.state === "completed" || order.state === "refunded" || Boolean(order.anomaly);
+}
+
+function pause(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,360 @@
+"""Outpatient payment (门诊缴费) in a real browser against the whole demo stack, as a patient pays.
+
+The demo panel plays the readers and the phone's payment code at the scanner; the payment
+simulator's control surface plays the patient's phone paying the QR code on the screen. Taps are
+counted from the menu: a bill is paid in at most three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from decimal import Decimal
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from medkiosk.simulators.personas import PERSONAS
+
+from kiosk_helpers import assert_targets_and_fit, identify, open_kiosk, printed, shoot
+
+pytestmark = pytest.mark.browser
+
+QR_PROMPT = "↑↑请手机扫码支付↑↑"
+SHAPES = [(1920, 1080), (1080, 1920), (1280, 1024)]
+
+
+@pytest.fixture(autouse=True)
+def fresh_bills(stack):
+    """Every test starts from the demo hospital's own unpaid bills (paying one takes it away)."""
+    httpx.post(f"{stack.his.url}/__sim__/reset", timeout=10).raise_for_status()
+
+
+class Taps:
+    """The patient's taps on the screen, counted."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.count = 0
+
+    def __call__(self, testid: str) -> None:
+        self.page.get_by_test_id(testid).click()
+        self.count += 1
+
+
+def yuan(text: str) -> Decimal:
+    return Decimal(re.sub(r"[^\d.]", "", text))
+
+
+def qr_screen_order(page) -> str:
+    screen = page.get_by_test_id("pay-qr-screen")
+    expect(screen).to_be_visible(timeout=15_000)
+    expect(page.get_by_test_id("qr-code")).to_be_visible()
+    assert page.get_by_test_id("qr-code").evaluate("img => img.complete && img.naturalWidth > 0"), "no QR image"
+    return screen.get_attribute("data-order")
+
+
+def order_of(kiosk_url: str, order_no: str) -> dict:
+    """The order as the service tells the kiosk (the patient's session is still open)."""
+    response = httpx.get(f"{kiosk_url}/local/api/kiosk/payments/{order_no}", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def phone_pays(stack, order_no: str, **body) -> None:
+    """The patient's phone scans the code and pays (the channel may take another amount)."""
+    response = httpx.post(f"{stack.payment.url}/__sim__/pay/{order_no}P1", json={"channel": "wechat", **body},
+                          timeout=10)
+    assert response.status_code == 200, response.text
+
+
+@contextlib.contextmanager
+def account_balance(stack, persona: str, balance: str):
+    """The persona's personal account holds ``balance`` on the insurance platform for a while."""
+    psn_no = PERSONAS[persona].insurance.psn_no
+    people = httpx.get(f"{stack.insurance.url}/__sim__/state/people", timeout=10).json()
+    person = next(p for p in (people.values() if isinstance(people, dict) else people) if p["psn_no"] == psn_no)
+
+    def put(amount: str) -> None:
+        response = httpx.post(f"{stack.insurance.url}/__sim__/data/people", json=[{**person, "balance": amount}],
+                              timeout=10)
+        assert response.status_code == 200, response.text
+
+    put(balance)
+    try:
+        yield
+    finally:
+        put(person["balance"])
+
+
+def expect_result(page, state: str):
+    result = page.get_by_test_id("pay-result")
+    expect(result).to_have_attribute("data-state", state, timeout=20_000)
+    return result
+
+
+def test_a_self_pay_patient_pays_a_visit_by_qr_in_three_taps_and_the_receipt_prints(page, stack, kiosk_url):
+    identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    tap = Taps(page)
+
+    tap("tile-payment")
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+    first_visit = page.locator("[data-testid^='pay-visit-']").first
+    expect(first_visit).to_have_attribute("aria-pressed", "true")  # the first whole visit is chosen
+    total = yuan(page.get_by_test_id("pay-total").inner_text())
+    expect(page.get_by_test_id("pay-insurance")).to_have_count(0)  # no insurance: one button, 自费支付
+    shoot(page, "pay-bills-self-pay")
+
+    tap("pay-self-pay")
+    expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=15_000)
+    assert yuan(page.get_by_test_id("split-cash").inner_text()) == total
+    expect(page.get_by_test_id("pay-bank-card")).to_contain_text("即将开放")
+    expect(page.get_by_test_id("pay-cross-region")).to_have_count(0)
+    shoot(page, "pay-split-self-pay")
+
+    tap("pay-qr")
+    order_no = qr_screen_order(page)
+    assert yuan(page.get_by_test_id("pay-amount").inner_text()) == total
+    shoot(page, "pay-qr")
+
+    phone_pays(stack, order_no)
+    expect_result(page, "completed")
+    expect(page.get_by_test_id("result-title")).to_have_text("缴费成功")
+    expect(page.get_by_test_id("receipt-no")).to_have_text(re.compile(r"\w{6,}"))
+    expect(page.get_by_test_id("invoice-no")).not_to_be_empty()
+    expect(page.get_by_test_id("print-status")).to_contain_text("凭条已打印", timeout=10_000)
+    shoot(page, "pay-result-success")
+    assert tap.count == 3, tap.count
+
+    receipts = printed(kiosk_url, order_no)
+    assert len(receipts) == 1 and receipts[0]["title"] == "缴费凭条"
+    assert "门诊缴费凭条" in receipts[0]["text"] and f"{total:.2f}" in receipts[0]["text"]
+    assert PERSONAS["self_pay"].name not in page.content()
+
+    # The A4 invoice is not built yet: it says so kindly.
+    page.get_by_test_id("invoice-a4").click()
+    expect(page.get_by_test_id("coming-soon-dialog")).to_contain_text("即将开放")
+    page.get_by_test_id("dialog-ok").click()
+
+
+def test_b_a_local_insured_patient_sees_the_split_and_pays_the_cash_part_by_qr(page, stack, kiosk_url):
+    # His personal account holds less than his share, so there is cash left to pay.
+    with account_balance(stack, "local_employee", "50.00"):
+        identify(page, kiosk_url, "insurance-card", "local_employee", "王*国")
+        tap = Taps(page)
+        tap("tile-payment")
+        expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+        # The earlier visit (copies, image disc …) is all self-pay: the patient may pay it without insurance.
+        visits = page.locator("[data-testid^='pay-visit-']")
+        expect(visits).to_have_count(2)
+        visits.nth(1).click()
+        expect(page.get_by_test_id("pay-insurance")).to_be_visible()
+        expect(page.get_by_test_id("pay-self-pay")).to_contain_text("自费支付")
+        shoot(page, "pay-bills-insured-self-pay-visit")
+        # Today's visit has a self-pay item on a prescription with covered drugs: said plainly.
+        visits.nth(0).click()
+        expect(page.get_by_test_id("pay-insurance")).to_contain_text("医保结算")
+        expect(page.locator(".pay-hint").first).to_contain_text("医保不报销")
+        shoot(page, "pay-bills-insured")
+
+        tap("pay-insurance")
+        expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=20_000)
+        fund = yuan(page.get_by_test_id("split-fund").inner_text())
+        account = yuan(page.get_by_test_id("split-account").inner_text())
+        cash = yuan(page.get_by_test_id("split-cash").inner_text())
+        assert fund > 0 and account == Decimal("50.00") and cash > 0
+        assert fund + account + cash == yuan(page.get_by_test_id("split-total").inner_text())
+        expect(page.get_by_test_id("pay-cross-region")).to_have_count(0)  # a local patient: no 异地 notice
+        shoot(page, "pay-split-insured")
+
+        tap("pay-qr")
+        order_no = qr_screen_order(page)
+        assert yuan(page.get_by_test_id("pay-amount").inner_text()) == cash
+        phone_pays(stack, order_no)
+        expect_result(page, "completed")
+        assert yuan(page.get_by_test_id("result-fund").inner_text()) == fund
+        assert yuan(page.get_by_test_id("paid-amount").inner_text()) == cash
+        expect(page.get_by_test_id("print-status")).to_contain_text("凭条已打印", timeout=10_000)
+        shoot(page, "pay-result-insured")
+        assert tap.count == 3
+        assert "医保统筹支付" in printed(kiosk_url, order_no)[0]["text"]
+
+
+def test_c_a_cross_province_patient_sees_the_cross_region_notice_only_where_money_is_paid(page, stack, kiosk_url):
+    with account_balance(stack, "cross_province_filed", "0.00"):
+        open_kiosk(page, kiosk_url)
+        assert "异地" not in page.locator("#screen").inner_text()  # home
+        identify(page, kiosk_url, "e-certificate", "cross_province_filed", "陈*")
+        expect(page.get_by_role("heading", name="请选择要办理的业务")).to_be_visible()
+        # The menu (its screen and the session's notices) says nothing of 异地; only the patient bar
+        # names the patient's insurance category.
+        assert "异地" not in page.locator("#screen").inner_text()
+        assert "异地" not in page.locator("#notices").inner_text()
+
+        page.get_by_test_id("tile-payment").click()
+        expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+        expect(page.get_by_test_id("pay-cross-region")).to_contain_text("异地医保")
+        page.get_by_test_id("pay-insurance").click()
+        expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=20_000)
+        expect(page.get_by_test_id("pay-cross-region")).to_contain_text("异地医保")
+        shoot(page, "pay-split-cross-province")
+        page.get_by_test_id("pay-qr").click()
+        order_no = qr_screen_order(page)
+
+        # Leaving by 首页 cancels the order; the menu is again free of the notice.
+        page.get_by_test_id("nav-home").click()
+        expect(page.get_by_role("heading", name="请选择要办理的业务")).to_be_visible()
+        assert "异地" not in page.locator("#screen").inner_text()
+        for _ in range(50):
+            if order_of(kiosk_url, order_no)["state"] == "closed":
+                break
+            page.wait_for_timeout(100)
+        assert order_of(kiosk_url, order_no)["state"] == "closed"
+
+
+def test_an_insured_patient_whose_account_covers_the_bill_is_settled_in_two_taps(page, kiosk_url):
+    identify(page, kiosk_url, "insurance-card", "same_province", "张*")
+    tap = Taps(page)
+    tap("tile-payment")
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+    tap("pay-insurance")
+    expect_result(page, "completed")  # no cash to pay: no payment screen
+    assert yuan(page.get_by_test_id("paid-amount").inner_text()) == 0
+    assert yuan(page.get_by_test_id("result-account").inner_text()) > 0
+    expect(page.get_by_test_id("pay-cross-region")).to_contain_text("异地医保")  # a settlement screen
+    expect(page.get_by_test_id("print-status")).to_contain_text("凭条已打印", timeout=10_000)
+    shoot(page, "pay-result-account-covers")
+    assert tap.count == 2
+
+
+def test_an_unfiled_cross_province_patient_is_offered_self_pay_in_one_tap(page, kiosk_url):
+    identify(page, kiosk_url, "e-certificate", "cross_province_unfiled", "刘*")
+    page.get_by_test_id("tile-payment").click()
+    page.get_by_test_id("pay-insurance").click()
+    expect_result(page, "failed")
+    expect(page.get_by_test_id("result-message")).to_contain_text("备案")
+    shoot(page, "pay-result-offer-self-pay")
+    page.get_by_test_id("pay-offer-self-pay").click()
+    expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=15_000)
+    expect(page.get_by_test_id("pay-qr")).to_be_enabled()
+    expect(page.get_by_test_id("pay-cross-region")).to_have_count(0)  # self-pay: no settlement notice
+    page.get_by_test_id("nav-back").click()  # cancels the self-pay order
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+
+
+def test_d_an_amount_the_channel_took_wrongly_is_refunded_with_plain_words_and_a_slip(page, stack, kiosk_url):
+    identify(page, kiosk_url, "visit-card", "self_pay", "郑*")
+    page.get_by_test_id("tile-payment").click()
+    page.get_by_test_id("pay-self-pay").click()
+    page.get_by_test_id("pay-qr").click()
+    order_no = qr_screen_order(page)
+    cash = Decimal(order_of(kiosk_url, order_no)["split"]["cash"])
+
+    phone_pays(stack, order_no, amount=f"{cash + 1:.2f}")  # the channel takes one yuan more
+    expect_result(page, "refunded")
+    expect(page.get_by_test_id("result-title")).to_have_text("金额核对不一致，已为您退款")
+    expect(page.get_by_test_id("result-next-step")).to_contain_text("人工收费窗口")
+    assert yuan(page.get_by_test_id("paid-amount").inner_text()) == cash + 1
+    assert yuan(page.get_by_test_id("refunded-amount").inner_text()) == cash + 1
+    expect(page.get_by_test_id("print-status")).to_contain_text("异常凭条已打印", timeout=10_000)
+    shoot(page, "pay-result-anomaly")
+    slips = printed(kiosk_url, order_no)
+    assert len(slips) == 1 and slips[0]["title"] == "缴费异常凭条" and "人工收费窗口" in slips[0]["text"]
+    assert order_of(kiosk_url, order_no)["refunded_amount"] == f"{cash + 1:.2f}"
+
+
+def test_e_the_qr_prompt_points_at_the_code_and_cancelling_closes_the_order(page, kiosk_url):
+    identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    page.get_by_test_id("tile-payment").click()
+    page.get_by_test_id("pay-self-pay").click()
+    page.get_by_test_id("pay-qr").click()
+    order_no = qr_screen_order(page)
+
+    prompt = page.get_by_test_id("qr-prompt")
+    expect(prompt).to_have_text(QR_PROMPT)
+    code, says = page.get_by_test_id("qr-code").bounding_box(), prompt.bounding_box()
+    # The arrows point up at the code from right beneath it, centred on it and at least as wide.
+    assert 0 <= says["y"] - (code["y"] + code["height"]) <= 40, (code, says)
+    assert abs((says["x"] + says["width"] / 2) - (code["x"] + code["width"] / 2)) <= 4
+    assert says["width"] >= code["width"] and code["width"] >= 380
+    assert prompt.evaluate("el => parseFloat(getComputedStyle(el).fontSize)") >= 40
+    expect(page.get_by_test_id("pay-countdown")).to_have_text(re.compile(r"请在 [45] 分 \d\d 秒内完成支付"))
+    expect(page.get_by_test_id("pay-code-hint")).to_contain_text("付款码")
+
+    page.get_by_test_id("pay-cancel").click()
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+    assert order_of(kiosk_url, order_no)["state"] == "closed"
+
+
+def test_f_a_payment_code_shown_to_the_scanner_pays_the_order(page, kiosk_url):
+    identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    tap = Taps(page)
+    tap("tile-payment")
+    tap("pay-self-pay")
+    tap("pay-qr")
+    shown_for = qr_screen_order(page)
+
+    # The patient holds the phone's payment code to the kiosk's scanner (played by the demo panel).
+    page.get_by_test_id("demo-handle").click()
+    page.get_by_test_id("demo-payment-code-ok").click()
+    expect(page.get_by_test_id("demo-status")).to_contain_text("已发送")
+    page.get_by_test_id("demo-close").click()
+
+    expect_result(page, "completed")
+    expect(page.get_by_test_id("result-title")).to_have_text("缴费成功")
+    expect(page.get_by_test_id("print-status")).to_contain_text("凭条已打印", timeout=10_000)
+    assert tap.count == 3
+    # Paid once: by the code. The QR order shown first was closed unpaid, or paid by the code itself.
+    first = order_of(kiosk_url, shown_for)
+    assert first["state"] == "completed" or (first["state"] == "closed" and first["paid_amount"] == "0.00"), first
+
+
+def test_a_payment_code_the_patient_must_confirm_on_the_phone_waits_for_the_confirmation(page, kiosk_url):
+    identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    page.get_by_test_id("tile-payment").click()
+    page.get_by_test_id("pay-self-pay").click()
+    page.get_by_test_id("pay-qr").click()
+    qr_screen_order(page)
+    page.get_by_test_id("demo-handle").click()
+    page.get_by_test_id("demo-payment-code-confirm").click()  # the wallet asks for the password first
+    page.get_by_test_id("demo-close").click()
+    expect(page.get_by_test_id("pay-status")).to_have_text("请在手机上确认付款（输入支付密码）", timeout=10_000)
+    expect(page.get_by_test_id("qr-prompt")).to_have_count(0)
+    shoot(page, "pay-confirm-on-phone")
+    expect_result(page, "completed")  # the patient confirmed; the next look finds it paid
+
+
+def test_the_payment_screens_fit_every_kiosk_shape_with_their_main_controls_in_view(page, kiosk_url):
+    identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    page.get_by_test_id("tile-payment").click()
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+    each_shape(page, "pay-bills", ["pay-self-pay", "pay-total"])
+    page.get_by_test_id("pay-self-pay").click()
+    expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=15_000)
+    each_shape(page, "pay-split", ["split-cash", "pay-qr"])
+    page.get_by_test_id("pay-qr").click()
+    order_no = qr_screen_order(page)
+    each_shape(page, "pay-qr", ["qr-code", "qr-prompt", "pay-amount", "pay-cancel"])
+
+    page.get_by_test_id("nav-back").click()  # 返回 on the QR screen cancels the payment
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+    assert order_of(kiosk_url, order_no)["state"] == "closed"
+
+
+def each_shape(page, name: str, in_view: list[str]) -> None:
+    """At each kiosk shape: large targets, nothing spilling sideways, the main controls on screen
+    without scrolling; in 大字模式 (which may scroll) still large targets and no sideways spill."""
+    for width, height in SHAPES:
+        page.set_viewport_size({"width": width, "height": height})
+        assert_targets_and_fit(page)
+        for testid in in_view:
+            box = page.get_by_test_id(testid).bounding_box()
+            host = page.locator("#screen").bounding_box()
+            assert box and box["y"] + box["height"] <= host["y"] + host["height"] + 1, f"{name} {width}x{height}: {testid}"
+        shoot(page, f"{name}-{width}x{height}")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.get_by_test_id("nav-large-text").click()
+    assert_targets_and_fit(page)
+    shoot(page, f"{name}-large-text")
+    page.get_by_test_id("nav-large-text").click()
