@@ -346,6 +346,8 @@ def each_shape(page, name: str, in_view: list[str]) -> None:
     """At each kiosk shape: large targets, nothing spilling sideways, the main controls on screen
     without scrolling; in 大字模式 (which may scroll) still large targets and no sideways spill."""
     for width, height in SHAPES:
+        # A touch anywhere is activity: the test's short idle warning must not cover the screen.
+        page.get_by_test_id("patient-name").click()
         page.set_viewport_size({"width": width, "height": height})
         assert_targets_and_fit(page)
         for testid in in_view:
@@ -354,6 +356,7 @@ def each_shape(page, name: str, in_view: list[str]) -> None:
             assert box and box["y"] + box["height"] <= host["y"] + host["height"] + 1, f"{name} {width}x{height}: {testid}"
         shoot(page, f"{name}-{width}x{height}")
     page.set_viewport_size({"width": 1920, "height": 1080})
+    expect(page.get_by_test_id("warn-dialog")).to_be_hidden()
     page.get_by_test_id("nav-large-text").click()
     assert_targets_and_fit(page)
     shoot(page, f"{name}-large-text")
