@@ -1,0 +1,411 @@
+"""Payment throughput: 300 kiosks paying bills at once against zero-latency simulators (DESIGN 11).
+
+The bar: ≥ 50 complete flows/s, p99 request latency ≤ 100 ms, no errors — on PostgreSQL, 2 cores.
+
+Starts the four simulators (each its own process, no latency), the kiosk service under uvicorn with
+``--workers`` processes on a fresh PostgreSQL database, enrols ``--kiosks`` devices and gives each
+one patient with enough unpaid visits. Each kiosk is an asyncio task with its own signed httpx
+client playing patients one after another: identify → bills → start → pay by QR (or payment code)
+→ the phone pays → poll until completed → logout. Insured patients (local, same-province,
+cross-province by card) pay with insurance, the others self-pay. ``--rate`` paces the kiosks to
+that many flows a second in all (0: each starts its next patient at once). Prints complete flows/s,
+request latency p50/p95/p99 by endpoint, errors, and the CPU each process used per flow.
+
+Usage: python benchmarks/payment_throughput.py [--kiosks 300] [--seconds 60] [--rate 60] [--workers 2]
+       [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--poll-ms 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from medkiosk.domain.identity import make_id_number
+from medkiosk.security import signing
+from medkiosk.serving import free_port
+from medkiosk.simulators.his.data import CATALOG
+
+SIMULATORS = {"his": "medkiosk.simulators.his.app", "insurance": "medkiosk.simulators.insurance.app",
+              "payment": "medkiosk.simulators.payment.app", "einvoice": "medkiosk.simulators.einvoice.app"}
+LAUNCH = ("import sys, uvicorn; from {module} import create_app; "
+          "uvicorn.run(create_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', "
+          "access_log=False, timeout_keep_alive=75)")
+# (insured region, ID-number region, scheme, person type, filing) of the insured kiosk patients.
+INSURED = [("320100", "320102", "310", "11", False), ("320100", "320104", "390", "1501", False),
+           ("320200", "320211", "310", "11", False), ("340100", "340104", "310", "12", True)]
+ITEMS = ["Y0001", "Y0002", "Y0004", "J0001", "J0004", "E0003", "T0002", "C0002", "F0001"]
+TERMINAL = {"completed", "refunded", "closed", "failed"}
+
+
+def service_app():
+    """The uvicorn factory of each worker: production's JSON logging, then the kiosk service."""
+    from medkiosk.api.app import create_app
+    from medkiosk.logging import configure_logging
+
+    configure_logging(os.environ.get("BENCH_LOG_LEVEL", "INFO"))
+    return create_app()
+
+
+# -- processes ----------------------------------------------------------------------------------
+def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    with open(log, "w", encoding="utf-8") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (uvicorn workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of every postgres process (the server and its backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if "(postgres)" in stat:
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+# -- the hospital's patients --------------------------------------------------------------------
+def make_world(kiosks: int, visits_each: int, doctors: list[dict], seed: int = 7) -> tuple[list[dict], dict]:
+    rng = random.Random(seed)
+    clinical = [d for d in doctors if not d["department_code"].startswith("07")]
+    patients, orders, people = [], [], []
+    today = date.today()
+    for k in range(kiosks):
+        born = date(1950, 1, 1) + timedelta(days=rng.randrange(0, 50 * 365))
+        insured = k % 10 < 6
+        patient = {"patient_id": f"B{k:06d}", "name": "测试患者", "phone": f"138{k:08d}", "visit_card_no": f"VB{k:07d}"}
+        if insured:
+            region, id_region, scheme, person_type, filing = INSURED[k % len(INSURED)]
+            patient["id_number"] = make_id_number(id_region, born, k % 1000)
+            card = {"card_no": f"B{region[:2]}{k:07d}", "card_sn": f"{region}D156BENCH{k:012d}"}
+            patient["insurance_card_no"] = card["card_no"]
+            people.append({"psn_no": f"8{k:019d}", "name": "测试患者", "id_number": patient["id_number"],
+                           "insutype": scheme, "psn_type": person_type, "insuplc_admdvs": region, **card,
+                           "balance": "5000.00" if k % 10 == 5 else "0.00", "filing": filing})
+            patient["_card"] = card
+        else:
+            patient["id_number"] = make_id_number("320115", born, k % 1000)
+        patients.append(patient)
+        for v in range(visits_each):
+            doctor = rng.choice(clinical)
+            items = []
+            for code in rng.sample(ITEMS, rng.randint(1, 3)):
+                item = CATALOG[code]
+                items.append({"item_code": code, "name": item.name, "kind": item.kind,
+                              "insurance_code": item.insurance_code, "self_pay_only": item.self_pay_only,
+                              "unit": item.unit, "unit_price": str(item.unit_price), "quantity": rng.randint(1, 2)})
+            orders.append({"order_no": f"CB{k:05d}{v:04d}", "patient_id": patient["patient_id"],
+                           "visit_no": f"MZB{k:05d}{v:04d}", "visit_date": today.isoformat(),
+                           "department_code": doctor["department_code"], "doctor_code": doctor["code"],
+                           "status": "unpaid", "items": items})
+    return patients, {"orders": orders, "people": people}
+
+
+# -- one kiosk ----------------------------------------------------------------------------------
+class Stats:
+    def __init__(self) -> None:
+        self.millis: dict[str, list[float]] = defaultdict(list)
+        self.errors: Counter[str] = Counter()
+        self.examples: list[str] = []
+        self.completed: list[float] = []  # when each complete flow ended
+        self.flow_seconds: list[float] = []
+        self.outcomes: Counter[str] = Counter()
+        self.measuring = False
+
+    def error(self, what: str, detail: str = "") -> None:
+        if self.measuring:
+            self.errors[what] += 1
+            if len(self.examples) < 10:
+                self.examples.append(f"{what}: {detail[:200]}")
+
+
+class Kiosk:
+    def __init__(self, service: str, device_id: str, pem: bytes, patient: dict, payment_sim: str,
+                 stats: Stats, poll: float) -> None:
+        self.signer = signing.DeviceSigner(device_id, signing.private_key_from_pem(pem))
+        self.client = httpx.AsyncClient(base_url=service, timeout=30)
+        self.patient = patient
+        self.payment_sim = payment_sim
+        self.stats = stats
+        self.poll = poll
+        self.rng = random.Random(device_id)
+
+    async def call(self, method: str, path: str, payload: dict | None = None, *, endpoint: str) -> dict | None:
+        body = json.dumps(payload).encode() if payload is not None else b""
+        headers = self.signer.headers(method, path, body)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            reply = await self.client.request(method, path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            self.stats.error(f"{endpoint} {type(exc).__name__}", str(exc))
+            return None
+        if self.stats.measuring:
+            self.stats.millis[endpoint].append((time.perf_counter() - started) * 1000)
+        if reply.status_code != 200:
+            self.stats.error(f"{endpoint} {reply.status_code}", reply.text)
+            return None
+        return reply.json()
+
+    def read(self) -> dict:
+        p = self.patient
+        if "_card" in p:
+            return {"medium": "insurance_card", **p["_card"]}
+        if self.rng.random() < 0.5:
+            return {"medium": "visit_card", "visit_card_no": p["visit_card_no"]}
+        return {"medium": "id_card", "id_number": p["id_number"], "name": p["name"]}
+
+    async def flow(self) -> str:
+        started = time.perf_counter()
+        identified = await self.call("POST", "/api/device/identify", self.read(), endpoint="POST identify")
+        if not identified or identified.get("outcome") != "identified":
+            return "not identified"
+        try:
+            bills = await self.call("GET", "/api/kiosk/payments/bills", endpoint="GET bills")
+            if not bills or not bills["visits"]:
+                return "no bills"
+            mode = "insurance" if bills["insurance_available"] else "self_pay"
+            order = await self.call("POST", "/api/kiosk/payments",
+                                    {"visit_no": bills["visits"][-1]["visit_no"], "mode": mode},
+                                    endpoint="POST payments")
+            if not order:
+                return "not started"
+            path = f"/api/kiosk/payments/{order['order_no']}"
+            if order["state"] == "presettled":
+                code = self.rng.random() < 0.15
+                method = {"method": "payment_code", "auth_code": "134567890123456789"} if code else {"method": "qr"}
+                order = await self.call("POST", f"{path}/pay", method, endpoint="POST pay")
+                if not order:
+                    return "not paid"
+                if not code:
+                    try:
+                        await self.client.post(f"{self.payment_sim}/__sim__/pay/{order['order_no']}P1",
+                                               json={"channel": "wechat"})
+                    except httpx.HTTPError as exc:
+                        self.stats.error(f"phone pays {type(exc).__name__}", str(exc))
+            deadline = time.monotonic() + 15
+            while order["state"] not in TERMINAL and time.monotonic() < deadline:
+                await asyncio.sleep(self.poll)
+                order = await self.call("GET", path, endpoint="GET payment") or order
+            if order["state"] != "completed":
+                self.stats.error(f"flow ended {order['state']}", order.get("message", ""))
+                return order["state"]
+            if self.stats.measuring:
+                self.stats.completed.append(time.monotonic())
+                self.stats.flow_seconds.append(time.perf_counter() - started)
+            return "completed"
+        finally:
+            await self.call("POST", "/api/kiosk/session/logout", {}, endpoint="POST logout")
+
+
+async def run_load(kiosks: list[Kiosk], stats: Stats, *, warmup: float, seconds: float, rate: float) -> float:
+    """Every kiosk plays patients until the time is up; returns the measured window's length."""
+    start = time.monotonic()
+    measure_from, end = start + warmup, start + warmup + seconds
+    interval = len(kiosks) / rate if rate > 0 else 0.0
+
+    async def loop(n: int, kiosk: Kiosk) -> None:
+        next_start = start + (interval * n / len(kiosks) if interval else 0)
+        while True:
+            now = time.monotonic()
+            if next_start > now:
+                await asyncio.sleep(next_start - now)
+            if time.monotonic() >= end:
+                return
+            stats.measuring = time.monotonic() >= measure_from
+            stats.outcomes[await kiosk.flow()] += 1
+            next_start = max(next_start + interval, time.monotonic()) if interval else time.monotonic()
+
+    await asyncio.gather(*(loop(n, k) for n, k in enumerate(kiosks)))
+    return end - measure_from
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kiosks", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=60,
+                        help="flows/s the kiosks aim at in all; 0 = as fast as they can")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the service")
+    parser.add_argument("--poll-ms", type=int, default=2000,
+                        help="how often a kiosk asks whether the payment is done (the page: every 2 s)")
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "MEDKIOSK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--log-level", default="INFO", help="the service's log level (production: INFO)")
+    args = parser.parse_args()
+
+    from medkiosk.bootstrap import build_container
+    from medkiosk.settings import Settings, TerminalType
+    from medkiosk.store.migrate import upgrade
+
+    tmp = Path(tempfile.mkdtemp(prefix="medkiosk-throughput-"))
+    name = f"medkiosk_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = f"{args.postgres_url.rpartition('/')[0]}/{name}"
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        upgrade(database_url)
+        urls = {}
+        for sim, module in SIMULATORS.items():
+            port = free_port()
+            processes[sim] = spawn([sys.executable, "-c", LAUNCH.format(module=module), str(port)], tmp / f"{sim}.log")
+            urls[sim] = f"http://127.0.0.1:{port}"
+        for sim, url in urls.items():
+            wait_until_up(url + "/__sim__/", processes[sim])
+        doctors = httpx.get(urls["his"] + "/his/v1/doctors").json()["doctors"]
+        expected = (args.rate or 80) * (args.seconds + args.warmup) * 1.5
+        visits_each = max(4, math.ceil(expected / args.kiosks))
+        patients, data = make_world(args.kiosks, visits_each, doctors)
+        for sim, collection, records in (("his", "patients", [{k: v for k, v in p.items() if k != "_card"}
+                                                                for p in patients]),
+                                         ("his", "orders", data["orders"]), ("insurance", "people", data["people"])):
+            reply = httpx.post(f"{urls[sim]}/__sim__/data/{collection}", json=records, timeout=120)
+            assert reply.status_code == 200, reply.text[:300]
+
+        settings = Settings(database_url=database_url, **{f"{sim}_url": url for sim, url in urls.items()})
+        container = build_container(settings)
+        pems = [container.devices.enroll(f"BENCH{k:03d}", TerminalType.OUTPATIENT) for k in range(args.kiosks)]
+        container.close()
+
+        port = free_port()
+        env = {**os.environ, "MEDKIOSK_DATABASE_URL": database_url, "BENCH_LOG_LEVEL": args.log_level,
+               **{f"MEDKIOSK_{sim.upper()}_URL": url for sim, url in urls.items()}}
+        processes["service"] = spawn(
+            [sys.executable, "-m", "uvicorn", "--factory", "payment_throughput:service_app", "--app-dir",
+             str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+             "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "75", "--backlog", "4096"],
+            tmp / "service.log", env)
+        service = f"http://127.0.0.1:{port}"
+        wait_until_up(service + "/readyz", processes["service"])
+        time.sleep(1.0 * args.workers)  # every worker up
+
+        stats = Stats()
+        kiosks = [Kiosk(service, f"BENCH{k:03d}", pems[k], patients[k], urls["payment"], stats, args.poll_ms / 1000)
+                  for k in range(args.kiosks)]
+        def transactions() -> int:
+            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+                return conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                                    (name,)).fetchone()[0]
+
+        xacts_before = transactions()
+        cpu_before = {n: cpu_seconds(p.pid) for n, p in processes.items()}
+        kiosks_before = resource.getrusage(resource.RUSAGE_SELF)
+        pg_before = postgres_cpu_seconds()
+        wall_before = time.monotonic()
+        measured = asyncio.run(run_load(kiosks, stats, warmup=args.warmup, seconds=args.seconds, rate=args.rate))
+        wall = time.monotonic() - wall_before
+        cpu = {n: cpu_seconds(p.pid) - cpu_before[n] for n, p in processes.items()}
+        cpu["postgres"] = postgres_cpu_seconds() - pg_before
+        kiosks_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu["kiosks (this process)"] = (kiosks_after.ru_utime + kiosks_after.ru_stime
+                                        - kiosks_before.ru_utime - kiosks_before.ru_stime)
+        time.sleep(1)  # the statistics collector reports with a little delay
+        xacts = transactions() - xacts_before
+
+        completed = len(stats.completed)
+        requests = sum(len(v) for v in stats.millis.values())
+        every = [ms for values in stats.millis.values() for ms in values]
+        flows_total = sum(stats.outcomes.values())
+        print(f"{args.kiosks} kiosks, {args.workers} service worker(s), PostgreSQL, zero-latency simulators; "
+              f"target {args.rate or 'unpaced'} flows/s, {args.seconds:.0f}s measured after {args.warmup:.0f}s warm-up")
+        print(f"complete flows: {completed} in {measured:.1f}s = {completed / measured:.1f} flows/s   (bar ≥ 50)")
+        if stats.flow_seconds:
+            print(f"flow duration: p50 {statistics.median(stats.flow_seconds):.2f}s, "
+                  f"p95 {percentile(stats.flow_seconds, 0.95):.2f}s (includes {args.poll_ms} ms polls)")
+        print(f"requests: {requests} = {requests / measured:.0f}/s; all endpoints p50 {percentile(every, 0.5):.0f} ms, "
+              f"p95 {percentile(every, 0.95):.0f} ms, p99 {percentile(every, 0.99):.0f} ms   (bar p99 ≤ 100 ms)")
+        print(f"{'endpoint':<22}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+        for endpoint, values in sorted(stats.millis.items()):
+            print(f"{endpoint:<22}{len(values):>8}{percentile(values, .5):>9.0f}{percentile(values, .95):>9.0f}"
+                  f"{percentile(values, .99):>9.0f}{max(values):>9.0f}")
+        errors = sum(stats.errors.values())
+        print(f"errors: {errors}   (bar 0)" + ("".join(f"\n  {k}: {v}" for k, v in stats.errors.most_common())))
+        for example in stats.examples[:5]:
+            print(f"    e.g. {example}")
+        print(f"flows by outcome (warm-up included): {dict(stats.outcomes)}")
+        print(f"CPU over the whole run ({wall:.0f}s wall, {flows_total} flows): " + ", ".join(
+            f"{n} {s:.1f}s ({1000 * s / max(flows_total, 1):.0f} ms/flow)" for n, s in cpu.items()))
+        print(f"database transactions: {xacts} = {xacts / max(flows_total, 1):.0f} per flow; "
+              f"requests per flow {sum(len(v) for v in stats.millis.values()) / max(completed, 1):.1f}")
+        print(f"logs: {tmp}")
+    finally:
+        for process in processes.values():
+            stop(process)
+        with psycopg.connect(args.postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
