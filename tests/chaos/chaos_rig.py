@@ -146,7 +146,10 @@ def fault_plan(hang: float) -> dict[str, list[dict]]:
 
     The simulators apply the first fault of each kind that matches an operation and wins its
     throw, so a specific fault listed before a ``*`` one is tried first. ``hang`` outlasts the
-    service's upstream timeout: a timeout or lost reply is an unknown outcome to the engine.
+    service's upstream timeout: a timeout or lost reply is an unknown outcome to the engine. The
+    money-moving operations (posting, settling, cancelling, reversing, refunding) get more than the
+    rest, so that their rarer sequences — a lost reply, then a refusal of the retry — come up in
+    every run of a thousand flows rather than in one run of ten.
     """
     latency = {"operation": "*", "kind": "latency", "delay_ms": 250, "probability": 0.02}
 
