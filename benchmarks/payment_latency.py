@@ -97,14 +97,14 @@ def main() -> None:
     drop = None
     database_url = args.database_url
     if database_url is None:
-        name = f"medkiosk_latency_{uuid.uuid4().hex[:8]}"
+        db_name = f"medkiosk_latency_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        database_url = f"{args.postgres_url.rpartition('/')[0]}/{name}"
+            conn.execute(f'CREATE DATABASE "{db_name}"')
+        database_url = f"{args.postgres_url.rpartition('/')[0]}/{db_name}"
 
         def drop() -> None:
             with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
     sims = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in registry.NAMES}
     urls = {name: server.url for name, server in sims.items()}
