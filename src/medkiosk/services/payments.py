@@ -801,21 +801,16 @@ class PaymentEngine:
 
     def _transition(self, order_no: str, target: PaymentState, *, details_patch: dict | None = None,
                     **fields) -> None:
-        with self._uow() as uow:
-            row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
-            check_transition(PaymentState(row.state), target)
-            row.state = target.value
-            for name, value in fields.items():
-                setattr(row, name, value)
-            if details_patch:
-                row.details = {**row.details, **details_patch}
-            row.updated_at = self._clock.now()
-            uow.commit()
+        """Move the order to ``target`` (refused unless the machine allows it) and write ``fields``."""
+        self._update(order_no, target=target, details_patch=details_patch, **fields)
         log.info("payment.state", order_no=order_no, state=target.value)
 
-    def _update(self, order_no: str, *, details_patch: dict | None = None, **fields) -> None:
+    def _update(self, order_no: str, *, target: PaymentState | None = None, details_patch: dict | None = None,
+                **fields) -> None:
         with self._uow() as uow:
             row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
+            if target is not None:
+                row.state = check_transition(PaymentState(row.state), target).value
             for name, value in fields.items():
                 setattr(row, name, value)
             if details_patch:

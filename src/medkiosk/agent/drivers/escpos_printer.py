@@ -96,7 +96,34 @@ def render_job_bytes(receipt: Receipt, *, profile: str | None, chinese_mode: boo
     return job.output
 
 
-class EscposReceiptPrinter:
+class CheckedReceiptPrinter:
+    """What every ESC/POS receipt printer does before a job: ask the printer, refuse if it cannot print.
+
+    Subclasses provide ``_lock``, the rendering options and ``_status_locked()`` (the printer's own
+    real-time status, read under the lock).
+    """
+
+    _lock: threading.Lock
+
+    def _status_locked(self) -> PeripheralStatus:
+        raise NotImplementedError
+
+    def status(self) -> PeripheralStatus:
+        with self._lock:
+            return self._status_locked()
+
+    def _render(self, receipt: Receipt) -> bytes:
+        return render_job_bytes(receipt, profile=self._profile, chinese_mode=self._chinese_mode,
+                                native_qr=self._native_qr, columns=self._columns)
+
+    def _refuse_unless_ready(self) -> None:
+        """Call with the lock held: the status read and the job's write must not interleave."""
+        status = self._status_locked()
+        if not status.can_work:
+            raise refusal_for(status, "小票打印机")
+
+
+class EscposReceiptPrinter(CheckedReceiptPrinter):
     """A real ESC/POS printer. ``connect`` builds the python-escpos printer (Usb, Serial or Network)."""
 
     def __init__(self, connect: Callable[[], Escpos], *, describe: str, profile: str | None = None,
@@ -140,17 +167,10 @@ class EscposReceiptPrinter:
             return PeripheralStatus(state=PeripheralState.OFFLINE, detail=f"小票打印机连接失败：{exc}",
                                     extra=self._extra())
 
-    def status(self) -> PeripheralStatus:
-        with self._lock:
-            return self._status_locked()
-
     def print_receipt(self, receipt: Receipt) -> PrintJob:
-        data = render_job_bytes(receipt, profile=self._profile, chinese_mode=self._chinese_mode,
-                                native_qr=self._native_qr, columns=self._columns)
+        data = self._render(receipt)
         with self._lock:
-            status = self._status_locked()
-            if not status.can_work:
-                raise refusal_for(status, "小票打印机")
+            self._refuse_unless_ready()
             try:
                 self._device()._raw(data)  # one write: a job is never interleaved with a status query
             except Exception as exc:  # noqa: BLE001

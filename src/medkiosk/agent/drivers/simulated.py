@@ -38,7 +38,7 @@ from medkiosk.agent.drivers.base import (
     PrintJob,
     ScanRead,
 )
-from medkiosk.agent.drivers.escpos_printer import read_printer_status, refusal_for, render_job_bytes
+from medkiosk.agent.drivers.escpos_printer import CheckedReceiptPrinter, read_printer_status, refusal_for
 
 ReadT = TypeVar("ReadT", CardRead, IdCardRead, ScanRead)
 
@@ -164,7 +164,7 @@ class _RealtimeStatusDummy(Dummy):
         return self._replies.popleft() if self._replies else b""
 
 
-class SimulatedReceiptPrinter:
+class SimulatedReceiptPrinter(CheckedReceiptPrinter):
     """Writes each job's ESC/POS bytes (``.bin``) and a plain-text rendering (``.txt``)."""
 
     def __init__(self, folder: Path, *, keep: int = 20, profile: str | None = None, chinese_mode: bool = True,
@@ -190,17 +190,10 @@ class SimulatedReceiptPrinter:
         self._device.clear()
         return status
 
-    def status(self) -> PeripheralStatus:
-        with self._lock:
-            return self._status_locked()
-
     def print_receipt(self, receipt: Receipt) -> PrintJob:
-        data = render_job_bytes(receipt, profile=self._profile, chinese_mode=self._chinese_mode,
-                                native_qr=self._native_qr, columns=self._columns)
+        data = self._render(receipt)
         with self._lock:
-            status = self._status_locked()
-            if not status.can_work:
-                raise refusal_for(status, "小票打印机")
+            self._refuse_unless_ready()
             job_id, stem = self.outbox.stem("receipt")
             text = render_text(receipt, self._columns)
             bin_path, txt_path = stem.with_suffix(".bin"), stem.with_suffix(".txt")
