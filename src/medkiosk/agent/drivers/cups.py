@@ -20,7 +20,7 @@ from medkiosk.agent.drivers.base import (
     PeripheralStatus,
     PrintJob,
 )
-from medkiosk.agent.drivers.escpos_printer import refusal_for
+from medkiosk.agent.drivers.escpos_printer import refuse_unless_pdf_printable
 
 _REQUEST_ID = re.compile(r"request id is (\S+)")
 
@@ -91,11 +91,7 @@ class CupsA4Printer:
         return PeripheralStatus(state=PeripheralState.OK, detail="A4打印机正常", extra=self._extra(paper="ok"))
 
     def print_pdf(self, pdf: bytes, *, title: str = "") -> PrintJob:
-        if not pdf.startswith(b"%PDF-"):
-            raise PeripheralError("打印内容有误，请到人工窗口办理", detail="not a PDF")
-        status = self.status()
-        if not status.can_work:
-            raise refusal_for(status, "A4打印机")
+        refuse_unless_pdf_printable(pdf, self.status())
         if self._spool_dir is not None:
             self._spool_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(suffix=".pdf", dir=self._spool_dir, delete=False) as handle:

@@ -88,6 +88,14 @@ def refusal_for(status: PeripheralStatus, printer_label: str = "打印机") -> P
     return PrinterNotReady(message, "工作人员会尽快处理，您可以到人工窗口打印", detail=status.detail)
 
 
+def refuse_unless_pdf_printable(pdf: bytes, status: PeripheralStatus) -> None:
+    """Before an A4 job (CUPS or simulated): the body must be a PDF and the printer able to print."""
+    if not pdf.startswith(b"%PDF-"):
+        raise PeripheralError("打印内容有误，请到人工窗口办理", detail="not a PDF")
+    if not status.can_work:
+        raise refusal_for(status, "A4打印机")
+
+
 def render_job_bytes(receipt: Receipt, *, profile: str | None, chinese_mode: bool, native_qr: bool,
                      columns: int) -> bytes:
     """The exact ESC/POS bytes of one job, captured with python-escpos's Dummy printer."""

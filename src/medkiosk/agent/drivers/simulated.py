@@ -38,7 +38,11 @@ from medkiosk.agent.drivers.base import (
     PrintJob,
     ScanRead,
 )
-from medkiosk.agent.drivers.escpos_printer import CheckedReceiptPrinter, read_printer_status, refusal_for
+from medkiosk.agent.drivers.escpos_printer import (
+    CheckedReceiptPrinter,
+    read_printer_status,
+    refuse_unless_pdf_printable,
+)
 
 ReadT = TypeVar("ReadT", CardRead, IdCardRead, ScanRead)
 
@@ -236,11 +240,7 @@ class SimulatedA4Printer:
         return PeripheralStatus(state=PeripheralState.OK, detail="A4打印机正常", extra=extra)
 
     def print_pdf(self, pdf: bytes, *, title: str = "") -> PrintJob:
-        if not pdf.startswith(b"%PDF-"):
-            raise PeripheralError("打印内容有误，请到人工窗口办理", detail="not a PDF")
-        status = self.status()
-        if not status.can_work:
-            raise refusal_for(status, "A4打印机")
+        refuse_unless_pdf_printable(pdf, self.status())
         job_id, stem = self.outbox.stem("a4")
         path = stem.with_suffix(".pdf")
         path.write_bytes(pdf)
