@@ -3,6 +3,13 @@
 from alembic import context
 
 from medkiosk.store.db import make_engine
+from medkiosk.store import (  # noqa: F401  (each module registers its tables on Base.metadata)
+    models_exams,
+    models_operations,
+    models_queues,
+    models_reconciliation,
+    models_releases,
+)
 from medkiosk.store.models import Base
 
 config = context.config
