@@ -56,6 +56,18 @@ class CancelBody(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class AppointmentBody(BaseModel):
+    booking_ref: Key
+    date: dt.date
+    start: dt.time
+    end: dt.time
+    place: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class AppointmentCancelBody(BaseModel):
+    booking_ref: Key
+
+
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -147,6 +159,39 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
     async def exam_orders(patient_id: str, status: OrderStatus | None = None) -> dict[str, Any]:
         return await control.operate("exam_orders.list", {"patient_id": patient_id, "status": status},
                                      lambda: {"exam_orders": state.exam_orders(patient_id, status)})
+
+    @his.post("/exam-orders/{order_no}/appointment")
+    async def book_exam(order_no: str, body: AppointmentBody) -> dict[str, Any]:
+        return await control.operate("exam_orders.book", {"order_no": order_no, **body.model_dump(mode="json")},
+                                     lambda: state.book_exam(order_no, body.model_dump()))
+
+    @his.post("/exam-orders/{order_no}/appointment/cancel")
+    async def cancel_exam_booking(order_no: str, body: AppointmentCancelBody) -> dict[str, Any]:
+        return await control.operate("exam_orders.cancel", {"order_no": order_no, **body.model_dump()},
+                                     lambda: state.cancel_exam_booking(order_no, body.booking_ref))
+
+    @his.get("/patients/{patient_id}/documents")
+    async def documents(patient_id: str) -> dict[str, Any]:
+        return await control.operate("documents.list", {"patient_id": patient_id},
+                                     lambda: {"documents": state.documents(patient_id)})
+
+    @his.get("/documents/{doc_no}")
+    async def document(doc_no: str) -> dict[str, Any]:
+        return await control.operate("documents.get", {"doc_no": doc_no}, lambda: state.document(doc_no))
+
+    @his.get("/patients/{patient_id}/reports")
+    async def reports(patient_id: str) -> dict[str, Any]:
+        return await control.operate("reports.list", {"patient_id": patient_id},
+                                     lambda: {"reports": state.reports(patient_id)})
+
+    @his.get("/reports/{report_no}")
+    async def report(report_no: str) -> dict[str, Any]:
+        return await control.operate("reports.get", {"report_no": report_no}, lambda: state.report(report_no))
+
+    @his.post("/reports/{report_no}/printed")
+    async def report_printed(report_no: str) -> dict[str, Any]:
+        return await control.operate("reports.printed", {"report_no": report_no},
+                                     lambda: state.report_printed(report_no))
 
     @his.get("/departments")
     async def departments() -> dict[str, Any]:

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from medkiosk.domain.identity import make_id_number
 from medkiosk.simulators.personas import PERSONAS, Persona
@@ -134,6 +135,17 @@ PELVIC_ULTRASOUND = {
     "F": ("E0006", "子宫附件彩超（经腹）", "盆腔", "检查前1小时饮水500–800毫升并憋尿，膀胱充盈后检查。", "130.00"),
 }
 
+EXAM_LABELS = {"ct": "CT", "mri": "核磁共振（MRI）", "ultrasound": "超声", "ecg": "心电图"}
+# How the demo drugs are taken, as a prescription copy (处方底方) prints it.
+DRUG_USAGE = {
+    "Y0001": "口服 每次100mg 每日一次", "Y0002": "口服 每次5mg 每日一次", "Y0003": "口服 每次0.5g 每日两次",
+    "Y0004": "口服 每次0.5g 每日三次", "Y0005": "口服 每次10ml 每日三次", "Y0006": "静脉滴注 250ml 每日一次",
+    "Y0101": "喷鼻 每次1喷 每日四次", "Y0102": "温水冲服 每次1片 每日一次",
+}
+# The diagnosis a demo requisition carries, by the ordering clinic.
+DIAGNOSES = {"0101": "高血压病", "0102": "慢性支气管炎", "0103": "慢性胃炎", "0104": "2型糖尿病",
+             "0105": "头痛待查", "0202": "腰椎间盘突出症", "0301": "盆腔炎性疾病", "0201": "腹痛待查"}
+
 # Where each persona's outpatient visits took place.
 PERSONA_DEPARTMENTS = {
     "local_employee": "0101", "local_resident": "0105", "same_province": "0103",
@@ -190,6 +202,7 @@ def build_demo_hospital(*, today: dt.date, seed: int = DEFAULT_SEED) -> dict[str
             orders.append(_order(numbers, patient["patient_id"], visit_no, visit_on, department, doctor,
                                  [(c, rng.randint(1, 3)) for c in codes]))
     admissions = _admissions(rng, patients, today)
+    reports = _reports(today)
     return {
         "patients": patients,
         "departments": departments,
@@ -198,6 +211,8 @@ def build_demo_hospital(*, today: dt.date, seed: int = DEFAULT_SEED) -> dict[str
         "orders": orders,
         "exam_orders": exam_orders,
         "admissions": admissions,
+        "registrations": _registrations(today, seed, patients, doctors),
+        "reports": reports,
     }
 
 
@@ -361,7 +376,8 @@ def _persona_orders(rng: random.Random, numbers: _Numbers, patient_id: str, id_n
                          [("J0001", 1), (rng.choice(["J0002", "J0003", "J0004"]), 1)]))
     exam = _order(numbers, patient_id, visit_no, today, department, doctor, [("E0001", 1)])
     orders.append(exam)
-    exam_orders.append(_exam_order(exam["order_no"], patient_id, visit_no, "ct", EXAMS["ct"], today, "unpaid"))
+    exam_orders.append(_exam_order(exam["order_no"], patient_id, visit_no, "ct", EXAMS["ct"], today, "unpaid",
+                                   ordering=(department, doctor["code"])))
     orders.append(_order(numbers, patient_id, visit_no, today, department, doctor,
                          [("T0001", 1), ("Y0006", 1), ("C0001", 1), ("C0002", 2)]))
 
@@ -379,18 +395,60 @@ def _persona_orders(rng: random.Random, numbers: _Numbers, patient_id: str, id_n
     for exam_type, spec in paid:
         on = today - dt.timedelta(days=2)
         exam_orders.append(_exam_order(numbers.order_no(on), patient_id, paid_visit, exam_type, spec, on, "paid",
-                                       booked=exam_type == "ecg"))
+                                       booked=exam_type == "ecg", ordering=(department, doctor["code"])))
 
 
 def _exam_order(order_no: str, patient_id: str, visit_no: str, exam_type: str, spec: tuple[str, ...],
-                on: dt.date, status: str, *, booked: bool = False) -> dict[str, Any]:
+                on: dt.date, status: str, *, booked: bool = False,
+                ordering: tuple[str, str] | None = None) -> dict[str, Any]:
     _item_code, name, body_part, preparation, fee = spec
+    department, doctor = ordering or (None, None)
     return {
         "order_no": order_no, "patient_id": patient_id, "visit_no": visit_no, "exam_type": exam_type,
         "exam_name": name, "body_part": body_part, "department_code": EXAM_DEPARTMENTS[exam_type],
         "preparation": preparation, "status": status, "booked": booked, "ordered_on": on,
-        "amount": Decimal(fee),
+        "amount": Decimal(fee), "ordering_department_code": department, "doctor_code": doctor,
+        "diagnosis": DIAGNOSES.get(department or "", "待查"),
     }
+
+
+def _reports(today: dt.date) -> list[dict[str, Any]]:
+    """Every persona with a record: a ready blood count, a ready chest CT report, a lab report still pending."""
+    tz = ZoneInfo("Asia/Shanghai")  # the demo hospital's own time
+    yesterday = dt.datetime.combine(today - dt.timedelta(days=1), dt.time(15, 30), tzinfo=tz)
+    records = []
+    for number, persona in enumerate(persona_patients(), start=1):
+        department = PERSONA_DEPARTMENTS.get(persona.key, "0101")
+        requested = next(child[1] for _, children in DEPARTMENT_TREE for child in children if child[0] == department)
+        records.append({
+            "report_no": f"JY{today - dt.timedelta(days=1):%Y%m%d}{number:04d}", "patient_id": persona.patient_id,
+            "kind": "lab", "title": "血常规（五分类）", "department": "检验科", "requested_by": requested,
+            "specimen": "静脉血", "collected_at": yesterday - dt.timedelta(hours=6), "status": "ready",
+            "ready_at": yesterday, "reported_by": "陈立新", "reviewed_by": "孙梅",
+            "items": [
+                {"name": "白细胞计数", "code": "WBC", "result": "11.2", "unit": "10^9/L", "reference": "3.5–9.5",
+                 "flag": "H"},
+                {"name": "红细胞计数", "code": "RBC", "result": "4.52", "unit": "10^12/L", "reference": "4.3–5.8"},
+                {"name": "血红蛋白", "code": "HGB", "result": "128", "unit": "g/L", "reference": "130–175",
+                 "flag": "L"},
+                {"name": "血小板计数", "code": "PLT", "result": "236", "unit": "10^9/L", "reference": "125–350"},
+                {"name": "中性粒细胞百分比", "code": "NEUT%", "result": "78.1", "unit": "%", "reference": "40–75",
+                 "flag": "H"},
+            ]})
+        records.append({
+            "report_no": f"YX{today - dt.timedelta(days=1):%Y%m%d}{number:04d}", "patient_id": persona.patient_id,
+            "kind": "exam", "title": "胸部CT平扫", "department": "放射科", "requested_by": requested,
+            "status": "ready", "ready_at": yesterday + dt.timedelta(hours=1), "reported_by": "刘振华",
+            "reviewed_by": "周文斌",
+            "findings": "双肺纹理清晰，右肺上叶见一直径约4mm磨玻璃结节，边界清。气管及主支气管通畅。纵隔未见肿大淋巴结。"
+                        "心影大小正常。未见胸腔积液。",
+            "impression": "右肺上叶微小磨玻璃结节，建议12个月后复查胸部CT。"})
+        records.append({
+            "report_no": f"JY{today:%Y%m%d}{number:04d}", "patient_id": persona.patient_id, "kind": "lab",
+            "title": "肝功能全套", "department": "检验科", "requested_by": requested, "specimen": "静脉血",
+            "status": "pending",
+            "expected_at": dt.datetime.combine(today, dt.time(16, 0), tzinfo=tz)})
+    return records
 
 
 def _admissions(rng: random.Random, patients: list[dict[str, Any]], today: dt.date) -> list[dict[str, Any]]:
@@ -413,4 +471,60 @@ def _admissions(rng: random.Random, patients: list[dict[str, Any]], today: dt.da
         records.append({"admission_no": f"ZY{admitted:%Y%m%d}1{number:02d}", "patient_id": patient["patient_id"],
                         "ward": "呼吸科一病区", "bed": f"{rng.randint(1, 40)}床", "department": "呼吸与危重症医学科",
                         "admitted_on": admitted, "discharged_on": None})
+    return records
+
+
+# Today's registrations (挂号) for check-in (报到): the personas who are not in hospital, and a
+# few generated patients in the same clinics so a waiting room is never empty. Drawn from their
+# own random stream, so adding them changes nothing else of the demo hospital.
+REGISTRATION_WINDOWS = {"am": (dt.time(8, 0), 30), "pm": (dt.time(14, 0), 30)}
+PATIENTS_PER_WINDOW = 3
+PERSONA_REGISTRATIONS = {
+    "local_employee": [("0101", "am")], "local_resident": [("0105", "am")],
+    "same_province": [("0103", "pm")], "cross_province_filed": [("0102", "am"), ("0101", "pm")],
+    "cross_province_unfiled": [("0202", "am")], "special_disease": [("0104", "am")],
+    "lost_card": [("0301", "pm")], "self_pay": [("0201", "am")],
+}
+
+
+def registration_window(half_day: str, queue_no: int) -> tuple[dt.time, dt.time]:
+    """The time window (分时段) of a half-day's number: three numbers a 30-minute window."""
+    start, minutes = REGISTRATION_WINDOWS[half_day]
+    begin = dt.datetime.combine(dt.date(2000, 1, 1), start) + dt.timedelta(
+        minutes=minutes * ((queue_no - 1) // PATIENTS_PER_WINDOW))
+    return begin.time(), (begin + dt.timedelta(minutes=minutes)).time()
+
+
+def _registrations(today: dt.date, seed: int, patients: list[dict[str, Any]],
+                   doctors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rng = random.Random(seed * 31 + 5)
+    first_doctor = {}
+    for doctor in doctors:
+        first_doctor.setdefault(doctor["department_code"], doctor)
+    numbers: dict[tuple[str, str], int] = {}
+    records: list[dict[str, Any]] = []
+
+    def register(patient_id: str, department: str, half_day: str, *, status: str = "registered",
+                 source: str = "window") -> None:
+        doctor = first_doctor[department]
+        key = (doctor["code"], half_day)
+        numbers[key] = numbers.get(key, 0) + 1
+        start, end = registration_window(half_day, numbers[key])
+        records.append({
+            "registration_no": f"GH{today:%Y%m%d}{len(records) + 1:04d}", "patient_id": patient_id,
+            "date": today, "half_day": half_day, "department_code": department, "doctor_code": doctor["code"],
+            "level": doctor["level"], "queue_no": numbers[key], "window_start": start, "window_end": end,
+            "fee": EXPERT_FEES.get(doctor["title"], ORDINARY_FEE), "status": status, "source": source,
+        })
+
+    generated = [p["patient_id"] for p in patients if p["patient_id"] not in {q.patient_id for q in persona_patients()}]
+    others = iter(generated[:-2])  # the last two generated patients are in hospital
+    for persona in persona_patients():
+        for department, half_day in PERSONA_REGISTRATIONS.get(persona.key, []):
+            for _ in range(rng.randint(1, 2)):  # someone booked earlier in the same clinic
+                register(next(others), department, half_day)
+            register(persona.patient_id, department, half_day, source=rng.choice(["kiosk", "window", "app"]))
+    # An appointment not picked up yet, and a cancelled one: neither can check in.
+    register(PERSONAS["self_pay"].patient_id, "0201", "pm", status="unpaid", source="app")
+    register(PERSONAS["local_employee"].patient_id, "0105", "pm", status="cancelled", source="app")
     return records

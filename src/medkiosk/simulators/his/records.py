@@ -23,6 +23,7 @@ from pydantic import (
 
 from medkiosk.adapters.his.port import (
     CASH_CHANNELS,
+    CheckInKind,
     DoctorLevel,
     ExamType,
     Gender,
@@ -31,6 +32,7 @@ from medkiosk.adapters.his.port import (
     OrderStatus,
     PaymentChannel,
     PaymentStatus,
+    RegistrationStatus,
 )
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
 from medkiosk.domain.money import CENT, NonNegativeMoney as Money
@@ -174,6 +176,16 @@ class OrderRecord(Record):
     items: list[OrderItemRecord] = Field(min_length=1)
 
 
+class ExamAppointmentRecord(Record):
+    """The time a kiosk booked for an exam order (the kiosk keeps the capacity; the HIS is told)."""
+
+    booking_ref: Annotated[str, Field(min_length=1, max_length=64)]
+    date: dt.date
+    start: dt.time
+    end: dt.time
+    place: Text
+
+
 class ExamOrderRecord(Record):
     order_no: Code
     patient_id: Code
@@ -188,6 +200,118 @@ class ExamOrderRecord(Record):
     booked: bool = False
     ordered_on: dt.date
     amount: Money
+    needs_booking: bool = True
+    """False for exams done on arrival without an appointment."""
+    ordering_department_code: Code | None = None
+    """The clinic that ordered it (for the requisition); None when unknown."""
+    doctor_code: Code | None = None
+    diagnosis: str = ""
+    """The clinical diagnosis written on the requisition."""
+    paper_only: bool = False
+    """A handwritten requisition: the HIS holds no electronic copy to reprint."""
+    appointment: ExamAppointmentRecord | None = None
+
+    @model_validator(mode="after")
+    def _appointment_means_booked(self) -> "ExamOrderRecord":
+        if self.appointment is not None and not self.booked:
+            raise ValueError("an exam order with an appointment must be booked")
+        return self
+
+
+class ReportKind(StrEnum):
+    LAB = "lab"
+    """A laboratory report (检验报告): results with reference ranges."""
+    EXAM = "exam"
+    """An imaging or function report (检查报告): findings and impression."""
+
+
+class ReportStatus(StrEnum):
+    PENDING = "pending"
+    """Not signed off yet: nothing to print."""
+    READY = "ready"
+    """Signed off: may be printed."""
+
+
+class LabResultRecord(Record):
+    name: Text
+    code: Annotated[str, Field(max_length=20)] = ""
+    result: Annotated[str, Field(min_length=1, max_length=40)]
+    unit: Annotated[str, Field(max_length=20)] = ""
+    reference: Annotated[str, Field(max_length=40)] = ""
+    flag: Annotated[str, Field(pattern=r"^(H|L|)$")] = ""
+    """H above the reference range, L below, empty within."""
+
+
+class ReportRecord(Record):
+    report_no: Code
+    patient_id: Code
+    kind: ReportKind
+    title: Text
+    order_no: Code | None = None
+    department: Text
+    """The department that reports (检验科, 放射科 …), as printed on the report."""
+    requested_by: Annotated[str, Field(max_length=60)] = ""
+    """The ordering clinic, as written on the report."""
+    specimen: Annotated[str, Field(max_length=40)] = ""
+    collected_at: dt.datetime | None = None
+    status: ReportStatus = ReportStatus.READY
+    ready_at: dt.datetime | None = None
+    expected_at: dt.datetime | None = None
+    """For a pending report: when it should be ready."""
+    reported_by: Annotated[str, Field(max_length=50)] = ""
+    reviewed_by: Annotated[str, Field(max_length=50)] = ""
+    items: list[LabResultRecord] = Field(default_factory=list)
+    findings: Annotated[str, Field(max_length=2000)] = ""
+    impression: Annotated[str, Field(max_length=1000)] = ""
+    print_count: int = Field(default=0, ge=0)
+    """How often the report has been printed anywhere (kiosk or window)."""
+
+    @model_validator(mode="after")
+    def _ready_has_content(self) -> "ReportRecord":
+        if self.status is ReportStatus.READY and self.ready_at is None:
+            raise ValueError("a ready report has ready_at")
+        if self.status is ReportStatus.READY and not (self.items or self.findings or self.impression):
+            raise ValueError("a ready report has items (lab) or findings/impression (exam)")
+        return self
+
+
+class RegistrationRecord(Record):
+    """A registration (挂号) for a doctor's half-day, with its number (序号) and time window."""
+
+    registration_no: Code
+    patient_id: Code
+    date: dt.date
+    half_day: HalfDay
+    department_code: Code
+    doctor_code: Code
+    level: DoctorLevel
+    queue_no: int = Field(ge=1, le=10_000)
+    window_start: dt.time | None = None
+    window_end: dt.time | None = None
+    fee: Money
+    status: RegistrationStatus = RegistrationStatus.REGISTERED
+    source: Annotated[str, Field(pattern=r"^(kiosk|window|app|phone)$")] = "window"
+
+    @model_validator(mode="after")
+    def _window_in_order(self) -> "RegistrationRecord":
+        if (self.window_start is None) != (self.window_end is None):
+            raise ValueError("window_start and window_end come together")
+        if self.window_start is not None and self.window_end <= self.window_start:  # type: ignore[operator]
+            raise ValueError("window_end must be after window_start")
+        return self
+
+
+class CheckInRecord(Record):
+    """A check-in (报到) the HIS was told of: a registration or an exam appointment joined a queue."""
+
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: CheckInKind
+    reference: Code
+    patient_id: Code
+    department_code: Code
+    queue_no: Annotated[str, Field(min_length=1, max_length=20)]
+    checked_in_at: dt.datetime
+    device_id: Annotated[str, Field(max_length=32)] | None = None
 
 
 class AdmissionRecord(Record):
@@ -278,6 +402,9 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "exam_orders": ExamOrderRecord,
     "admissions": AdmissionRecord,
     "payments": PaymentRecord,
+    "registrations": RegistrationRecord,
+    "check_ins": CheckInRecord,
+    "reports": ReportRecord,
 }
 
 

@@ -16,12 +16,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
-from medkiosk.simulators.his.data import DEFAULT_SEED, build_demo_hospital
+from medkiosk.simulators.his.data import DEFAULT_SEED, DRUG_USAGE, EXAM_LABELS, build_demo_hospital
 from medkiosk.simulators.his.records import (
     RECORD_TYPES,
     AdmissionRecord,
+    CheckInKind,
+    CheckInRecord,
     DepartmentRecord,
     DoctorRecord,
+    ExamAppointmentRecord,
     ExamOrderRecord,
     HalfDay,
     OrderRecord,
@@ -32,6 +35,10 @@ from medkiosk.simulators.his.records import (
     PaymentRecord,
     PaymentStatus,
     Record,
+    RegistrationRecord,
+    RegistrationStatus,
+    ReportRecord,
+    ReportStatus,
     ScheduleRecord,
     describe_validation_error,
     is_valid_phone,
@@ -46,6 +53,8 @@ _SLOT_KEYS = {"date", "doctor_code", "half_day"}
 # Magic input (docs/simulators/his.md): orders of a visit whose number ends so are voided by the doctor.
 REFUSED_VISIT_SUFFIX = "-REFUSE"
 REFUSED_VISIT_MESSAGE = "该处方已被医生作废，请到门诊收费窗口咨询"
+# Magic input: a registration (or exam order) whose number ends so is refused at check-in.
+REFUSED_CHECK_IN_MESSAGE = "该科室暂停报到，请到分诊台办理"
 # What makes two postings with one idempotency key the same request (with the set of order_nos).
 # ``paid_at`` is left out: a retry stamped later is still the same payment (the first time is kept).
 _POSTING_FIELDS = ("patient_id", "visit_no", "total", "fund", "account", "cash", "insurance_settlement_id",
@@ -249,6 +258,213 @@ class HisState:
             "location": departments[o.department_code].location,
         } for o in orders]
 
+    # -- exam appointments, documents, reports -----------------------------------------------------
+    def book_exam(self, order_no: str, appointment: dict[str, Any]) -> dict[str, Any]:
+        """Record the kiosk's appointment for a paid exam order; the same ``booking_ref`` may move it."""
+        with self._lock:
+            order = self._exam_order(order_no)
+            try:
+                record = ExamAppointmentRecord.model_validate(appointment)
+            except ValidationError as exc:
+                raise Invalid(f"请求参数有误：{describe_validation_error(exc)}") from None
+            if order.status is not OrderStatus.PAID:
+                raise Conflict("该检查尚未缴费，请先缴费再预约", code="ORDER_UNPAID")
+            if not order.needs_booking:
+                raise Conflict("该检查无需预约，请直接到检查科室报到", code="NO_BOOKING_NEEDED")
+            if order.booked and (order.appointment is None or order.appointment.booking_ref != record.booking_ref):
+                raise Conflict("该检查已在其他渠道预约，如需改约请到检查科室登记台办理", code="ALREADY_BOOKED")
+            self._replace_exam_order(order.model_copy(update={"booked": True, "appointment": record}))
+            return self._exam_order_json(self._exam_order(order_no))
+
+    def cancel_exam_booking(self, order_no: str, booking_ref: str) -> dict[str, Any]:
+        """Forget the kiosk's appointment (idempotent: an order without it answers as it is)."""
+        with self._lock:
+            order = self._exam_order(order_no)
+            if order.appointment is not None and order.appointment.booking_ref != booking_ref:
+                raise Conflict("该预约不是由本次预约办理，请到检查科室登记台办理", code="NOT_YOUR_BOOKING")
+            if order.appointment is None and order.booked:
+                raise Conflict("该检查已在其他渠道预约，请到检查科室登记台取消", code="ALREADY_BOOKED")
+            self._replace_exam_order(order.model_copy(update={"booked": False, "appointment": None}))
+            return self._exam_order_json(self._exam_order(order_no))
+
+    def documents(self, patient_id: str) -> list[dict[str, Any]]:
+        """What can be reprinted: exam requisitions and prescriptions (orders with drugs), newest first."""
+        with self._lock:
+            self._patient(patient_id)
+            exams = [o for o in self._data["exam_orders"] if o.patient_id == patient_id]
+            orders = [o for o in self._data["orders"] if o.patient_id == patient_id
+                      and any(i.kind.value == "drug" for i in o.items)]
+        found = [self._document_summary(o) for o in exams] + [self._document_summary(o) for o in orders]
+        return sorted(found, key=lambda d: (d["issued_on"], d["doc_no"]), reverse=True)
+
+    def document(self, doc_no: str) -> dict[str, Any]:
+        """A requisition or prescription in full, as the HIS keeps it, for a copy to be printed."""
+        with self._lock:
+            exam = next((o for o in self._data["exam_orders"] if o.order_no == doc_no), None)
+            order = None if exam else next((o for o in self._data["orders"] if o.order_no == doc_no
+                                            and any(i.kind.value == "drug" for i in o.items)), None)
+            if exam is None and order is None:
+                raise NotFound("未找到该单据")
+            source = exam or order
+            if exam is not None and exam.paper_only:
+                raise Conflict("该申请单为手写单据，HIS 中没有电子底档，无法补打", code="NOT_ELECTRONIC")
+            patient = self._patient(source.patient_id)
+            summary = self._document_summary(source)
+            departments = {d.code: d for d in self._data["departments"]}
+            doctors = {d.code: d for d in self._data["doctors"]}
+        body: dict[str, Any] = {**summary, "patient": {
+            "patient_id": patient.patient_id, "name": patient.name, "gender": patient.gender.value,
+            "birth_date": patient.birth_date.isoformat(), "id_number": patient.id_number,
+            "visit_card_no": patient.visit_card_no}}
+        if exam is not None:
+            performing = departments[exam.department_code]
+            body.update({"exam_type": exam.exam_type.value, "exam_name": exam.exam_name, "body_part": exam.body_part,
+                         "diagnosis": exam.diagnosis, "preparation": exam.preparation,
+                         "performing_department": performing.name, "location": performing.location,
+                         "amount": f"{exam.amount:.2f}", "status": exam.status.value, "visit_no": exam.visit_no})
+        else:
+            body.update({"diagnosis": "", "visit_no": order.visit_no, "status": order.status.value,
+                         "items": [{"name": i.name, "unit": i.unit, "quantity": i.quantity,
+                                    "unit_price": f"{i.unit_price:.2f}", "amount": f"{i.amount:.2f}",
+                                    "usage": DRUG_USAGE.get(i.item_code, "遵医嘱"),
+                                    "kind": i.kind.value} for i in order.items if i.kind.value == "drug"],
+                         "amount": f"{sum(i.amount for i in order.items if i.kind.value == 'drug'):.2f}"})
+            body["department_name"] = departments[order.department_code].name
+            body["doctor_name"] = doctors[order.doctor_code].name
+        return body
+
+    def reports(self, patient_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            self._patient(patient_id)
+            found = [r for r in self._data["reports"] if r.patient_id == patient_id]
+        found.sort(key=lambda r: (r.ready_at or r.expected_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+                                  r.report_no), reverse=True)
+        return [self._report_json(r, summary=True) for r in found]
+
+    def report(self, report_no: str) -> dict[str, Any]:
+        with self._lock:
+            return self._report_json(self._report(report_no), summary=False)
+
+    def report_printed(self, report_no: str) -> dict[str, Any]:
+        """Count a print of a ready report (a kiosk's, or the window's)."""
+        with self._lock:
+            report = self._report(report_no)
+            if report.status is not ReportStatus.READY:
+                raise Conflict("报告尚未出具，不能打印", code="NOT_READY")
+            updated = report.model_copy(update={"print_count": report.print_count + 1})
+            self._data = {**self._data, "reports": [updated if r.report_no == report_no else r
+                                                    for r in self._data["reports"]]}
+            return {"report_no": report_no, "print_count": updated.print_count}
+
+    def _report(self, report_no: str) -> ReportRecord:
+        for report in self._data["reports"]:
+            if report.report_no == report_no:
+                return report
+        raise NotFound("未找到该报告")
+
+    def _report_json(self, report: ReportRecord, *, summary: bool) -> dict[str, Any]:
+        data = report.model_dump(mode="json", exclude={"items", "findings", "impression"} if summary else set())
+        if not summary:
+            patient = self._patient(report.patient_id)
+            data["patient"] = {"patient_id": patient.patient_id, "name": patient.name, "gender": patient.gender.value,
+                               "birth_date": patient.birth_date.isoformat()}
+        return data
+
+    def _exam_order(self, order_no: str) -> ExamOrderRecord:
+        for order in self._data["exam_orders"]:
+            if order.order_no == order_no:
+                return order
+        raise NotFound("未找到该检查申请")
+
+    def _replace_exam_order(self, updated: ExamOrderRecord) -> None:
+        self._data = {**self._data, "exam_orders": [updated if o.order_no == updated.order_no else o
+                                                    for o in self._data["exam_orders"]]}
+
+    def _exam_order_json(self, order: ExamOrderRecord) -> dict[str, Any]:
+        department = next(d for d in self._data["departments"] if d.code == order.department_code)
+        return {**order.model_dump(mode="json", exclude={"patient_id"}), "department_name": department.name,
+                "location": department.location}
+
+    def _document_summary(self, source: ExamOrderRecord | OrderRecord) -> dict[str, Any]:
+        departments = {d.code: d for d in self._data["departments"]}
+        doctors = {d.code: d for d in self._data["doctors"]}
+        if isinstance(source, ExamOrderRecord):
+            ordering = departments.get(source.ordering_department_code or "")
+            doctor = doctors.get(source.doctor_code or "")
+            return {"doc_no": source.order_no, "kind": "requisition", "exam_type": source.exam_type.value,
+                    "title": f"{EXAM_LABELS[source.exam_type.value]}检查申请单", "subject": source.exam_name,
+                    "issued_on": source.ordered_on.isoformat(),
+                    "department_name": ordering.name if ordering else departments[source.department_code].name,
+                    "doctor_name": doctor.name if doctor else "", "available": not source.paper_only,
+                    "unavailable_reason": "该申请单为手写单据，HIS 中没有电子底档" if source.paper_only else ""}
+        drugs = [i.name for i in source.items if i.kind.value == "drug"]
+        return {"doc_no": source.order_no, "kind": "prescription", "exam_type": None, "title": "处方笺",
+                "subject": "、".join(drugs[:2]) + ("等" if len(drugs) > 2 else ""),
+                "issued_on": source.visit_date.isoformat(),
+                "department_name": departments[source.department_code].name,
+                "doctor_name": doctors[source.doctor_code].name, "available": True, "unavailable_reason": ""}
+
+    # -- registrations and check-in ---------------------------------------------------------------------
+    def registrations(self, patient_id: str, on: dt.date | None = None) -> list[dict[str, Any]]:
+        """The patient's registrations of ``on`` (default: today), morning first, with check-in times."""
+        on = on or self.today
+        with self._lock:
+            self._patient(patient_id)
+            found = [r for r in self._data["registrations"] if r.patient_id == patient_id and r.date == on]
+            checked = {c.reference: c for c in self._data["check_ins"] if c.kind is CheckInKind.REGISTRATION}
+            departments = {d.code: d for d in self._data["departments"]}
+            doctors = {d.code: d for d in self._data["doctors"]}
+        found.sort(key=lambda r: (r.half_day != HalfDay.AM, r.window_start or dt.time(), r.registration_no))
+        return [{
+            **r.model_dump(mode="json", exclude={"fee", "source"}),
+            "department_name": departments[r.department_code].name,
+            "location": departments[r.department_code].location,
+            "doctor_name": doctors[r.doctor_code].name,
+            "checked_in_at": checked[r.registration_no].checked_in_at.isoformat()
+            if r.registration_no in checked else None,
+        } for r in found]
+
+    def check_in(self, *, idempotency_key: str, kind: CheckInKind, reference: str, patient_id: str,
+                 department_code: str, queue_no: str, checked_in_at: dt.datetime,
+                 device_id: str | None = None) -> tuple[CheckInRecord, bool]:
+        """Record a check-in; ``(check_in, replayed)``. One check-in per registration or exam order."""
+        with self._lock:
+            earlier = next((c for c in self._data["check_ins"]
+                            if c.idempotency_key == idempotency_key
+                            or (c.kind == kind and c.reference == reference)), None)
+            if earlier is not None:
+                if earlier.patient_id != patient_id or earlier.reference != reference or earlier.kind != kind:
+                    raise Conflict("该幂等键已用于另一次报到，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+                return earlier, True
+            self._patient(patient_id)
+            if kind is CheckInKind.REGISTRATION:
+                self._check_registration(reference, patient_id)
+            else:
+                order = next((e for e in self._data["exam_orders"] if e.order_no == reference), None)
+                if order is None or order.patient_id != patient_id:
+                    raise NotFound("未找到该检查预约")
+                if not order.booked:
+                    raise Invalid("该检查尚未预约，请先预约", code="NOT_BOOKED")
+            if reference.endswith(REFUSED_VISIT_SUFFIX):
+                raise Invalid(REFUSED_CHECK_IN_MESSAGE, code="CHECK_IN_REFUSED")
+            record = CheckInRecord(idempotency_key=idempotency_key, kind=kind, reference=reference,
+                                   patient_id=patient_id, department_code=department_code, queue_no=queue_no,
+                                   checked_in_at=checked_in_at, device_id=device_id)
+            self._data = {**self._data, "check_ins": [*self._data["check_ins"], record]}
+            return record, False
+
+    def _check_registration(self, registration_no: str, patient_id: str) -> RegistrationRecord:
+        registration = next((r for r in self._data["registrations"] if r.registration_no == registration_no), None)
+        if registration is None or registration.patient_id != patient_id:
+            raise NotFound("未找到该挂号记录")
+        if registration.status is RegistrationStatus.CANCELLED:
+            raise Conflict("该号已退号，不能报到", code="REGISTRATION_CANCELLED")
+        if registration.status is RegistrationStatus.UNPAID:
+            raise Invalid("该预约尚未取号缴费，请先取号", code="REGISTRATION_UNPAID")
+        if registration.date != self.today:
+            raise Invalid(f"该号是{registration.date:%m月%d日}的号，只能在就诊当天报到", code="NOT_TODAY")
+        return registration
+
     # -- payments ------------------------------------------------------------------------------------
     def post_payment(self, *, idempotency_key: str, patient_id: str, visit_no: str, order_nos: list[str],
                      total: Decimal, fund: Decimal, account: Decimal, cash: Decimal,
@@ -404,6 +620,7 @@ def _check_integrity(data: Data) -> None:
     exam_orders: list[ExamOrderRecord] = data["exam_orders"]  # type: ignore[assignment]
     admissions: list[AdmissionRecord] = data["admissions"]  # type: ignore[assignment]
     payments: list[PaymentRecord] = data["payments"]  # type: ignore[assignment]
+    reports: list[ReportRecord] = data["reports"]  # type: ignore[assignment]
 
     _unique(patients, lambda p: p.patient_id, "patient_id")
     _unique(patients, lambda p: p.id_number, "id_number")
@@ -417,9 +634,17 @@ def _check_integrity(data: Data) -> None:
     _unique(exam_orders, lambda o: o.order_no, "exam order_no")
     _unique(admissions, lambda a: a.admission_no, "admission_no")
     _unique(admissions, lambda a: a.patient_id if a.discharged_on is None else None, "current admission of patient")
+    registrations: list[RegistrationRecord] = data["registrations"]  # type: ignore[assignment]
+    check_ins: list[CheckInRecord] = data["check_ins"]  # type: ignore[assignment]
+    _unique(registrations, lambda r: r.registration_no, "registration_no")
+    _unique(registrations, lambda r: (r.doctor_code, r.date.isoformat(), r.half_day.value, r.queue_no)
+            if r.status is not RegistrationStatus.CANCELLED else None, "doctor/date/half_day queue_no")
+    _unique(check_ins, lambda c: c.idempotency_key, "check-in idempotency_key")
+    _unique(check_ins, lambda c: (c.kind.value, c.reference), "check-in of one reference")
     _unique(payments, lambda p: p.receipt_no, "receipt_no")
     _unique(payments, lambda p: p.idempotency_key, "payment idempotency_key")
     _unique(payments, lambda p: p.cancel_idempotency_key, "payment cancel_idempotency_key")
+    _unique(reports, lambda r: r.report_no, "report_no")
 
     patient_ids = {p.patient_id for p in patients}
     groups = {d.code for d in departments if d.parent_code is None}
@@ -450,8 +675,20 @@ def _check_integrity(data: Data) -> None:
     for e in exam_orders:
         refer(e.patient_id, patient_ids, "patient", f"exam order {e.order_no}")
         refer(e.department_code, department_codes, "department", f"exam order {e.order_no}")
+        if e.ordering_department_code is not None:
+            refer(e.ordering_department_code, department_codes, "department", f"exam order {e.order_no}")
+        if e.doctor_code is not None:
+            refer(e.doctor_code, doctor_codes, "doctor", f"exam order {e.order_no}")
+    for r in reports:
+        refer(r.patient_id, patient_ids, "patient", f"report {r.report_no}")
     for a in admissions:
         refer(a.patient_id, patient_ids, "patient", f"admission {a.admission_no}")
+    for r in registrations:
+        refer(r.patient_id, patient_ids, "patient", f"registration {r.registration_no}")
+        refer(r.department_code, department_codes - groups, "clinical department", f"registration {r.registration_no}")
+        refer(r.doctor_code, doctor_codes, "doctor", f"registration {r.registration_no}")
+    for c in check_ins:
+        refer(c.patient_id, patient_ids, "patient", f"check-in {c.idempotency_key}")
     by_order_no = {o.order_no: o for o in orders}
     posted_orders: set[str] = set()
     for p in payments:
