@@ -17,14 +17,22 @@ import httpx
 from medkiosk.adapters.errors import UpstreamNotFound
 from medkiosk.adapters.his.port import (
     Admission,
+    CheckInNotice,
+    CheckInReceipt,
     Department,
     Doctor,
+    DocumentSummary,
+    ExamAppointment,
     ExamOrder,
+    HisDocument,
     HisHealth,
     HisPatient,
     NewPatient,
     PaymentPosting,
     PostedPayment,
+    Report,
+    ReportSummary,
+    Registration,
     ScheduleSlot,
     UnpaidVisit,
 )
@@ -113,6 +121,46 @@ class HisHttpAdapter:
         body = self._wire.call("exam_orders.list", "GET", f"/patients/{quote(patient_id, safe='')}/exam-orders",
                                params={"status": "paid"})
         return self._wire.parse("exam_orders.list", list[ExamOrder], body, field="exam_orders")
+
+    def registrations_today(self, patient_id: str) -> list[Registration]:
+        body = self._wire.call("registrations.list", "GET",
+                               f"/patients/{quote(patient_id, safe='')}/registrations")
+        return self._wire.parse("registrations.list", list[Registration], body, field="registrations")
+
+    def check_in(self, notice: CheckInNotice) -> CheckInReceipt:
+        body = self._wire.call("check_ins.post", "POST", "/check-ins", payload=notice.model_dump(mode="json"))
+        return self._wire.parse("check_ins.post", CheckInReceipt, body)
+
+    def book_exam(self, order_no: str, appointment: ExamAppointment) -> ExamOrder:
+        body = self._wire.call("exam_orders.book", "POST", f"/exam-orders/{quote(order_no, safe='')}/appointment",
+                               payload=appointment.model_dump(mode="json"))
+        return self._wire.parse("exam_orders.book", ExamOrder, body)
+
+    def cancel_exam_booking(self, order_no: str, booking_ref: str) -> ExamOrder:
+        body = self._wire.call("exam_orders.cancel", "POST",
+                               f"/exam-orders/{quote(order_no, safe='')}/appointment/cancel",
+                               payload={"booking_ref": booking_ref})
+        return self._wire.parse("exam_orders.cancel", ExamOrder, body)
+
+    def documents(self, patient_id: str) -> list[DocumentSummary]:
+        body = self._wire.call("documents.list", "GET", f"/patients/{quote(patient_id, safe='')}/documents")
+        return self._wire.parse("documents.list", list[DocumentSummary], body, field="documents")
+
+    def document(self, doc_no: str) -> HisDocument:
+        body = self._wire.call("documents.get", "GET", f"/documents/{quote(doc_no, safe='')}")
+        return self._wire.parse("documents.get", HisDocument, body)
+
+    def reports(self, patient_id: str) -> list[ReportSummary]:
+        body = self._wire.call("reports.list", "GET", f"/patients/{quote(patient_id, safe='')}/reports")
+        return self._wire.parse("reports.list", list[ReportSummary], body, field="reports")
+
+    def report(self, report_no: str) -> Report:
+        body = self._wire.call("reports.get", "GET", f"/reports/{quote(report_no, safe='')}")
+        return self._wire.parse("reports.get", Report, body)
+
+    def report_printed(self, report_no: str) -> int:
+        body = self._wire.call("reports.printed", "POST", f"/reports/{quote(report_no, safe='')}/printed", payload={})
+        return self._wire.parse("reports.printed", int, body, field="print_count")
 
     def post_payment(self, posting: PaymentPosting) -> PostedPayment:
         body = self._wire.call("payments.post", "POST", "/payments", payload=posting.model_dump(mode="json"))

@@ -98,6 +98,26 @@ class PaymentStatus(StrEnum):
     """Cancelled (for a refund or an unwinding): its orders are unpaid again."""
 
 
+class RegistrationStatus(StrEnum):
+    """Where a registration (挂号) stands in the HIS."""
+
+    REGISTERED = "registered"
+    """Paid and valid: the patient may be seen, and checks in (报到) on its day."""
+    UNPAID = "unpaid"
+    """Booked ahead (an appointment, 预约) but not paid or picked up yet: nothing to check in."""
+    CANCELLED = "cancelled"
+    """Cancelled (退号): nothing to check in."""
+
+
+class CheckInKind(StrEnum):
+    """What a patient checks in (报到) for."""
+
+    REGISTRATION = "registration"
+    """An outpatient registration: the department's waiting queue (候诊队列)."""
+    EXAM = "exam"
+    """An exam appointment: the exam room's waiting queue."""
+
+
 class HisModel(BaseModel):
     # A tolerant reader: fields the kiosk does not use may come and go on the HIS side.
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
@@ -204,6 +224,17 @@ class UnpaidVisit(HisModel):
     total_amount: Money
 
 
+class ExamAppointment(HisModel):
+    """An exam's booked time as the HIS is told it (the kiosk service keeps the capacity)."""
+
+    booking_ref: str = Field(min_length=1, max_length=64)
+    """Ours: the kiosk booking's id, so only the booking that set it can move or cancel it."""
+    date: dt.date
+    start: dt.time
+    end: dt.time
+    place: str
+
+
 class ExamOrder(HisModel):
     order_no: str
     visit_no: str
@@ -220,6 +251,115 @@ class ExamOrder(HisModel):
     booked: bool
     ordered_on: dt.date
     amount: Money
+    needs_booking: bool = True
+    """False for exams done on arrival, without an appointment."""
+    diagnosis: str = ""
+    appointment: ExamAppointment | None = None
+    """The kiosk's appointment as the HIS holds it; None with ``booked`` means booked elsewhere."""
+
+
+class DocumentKind(StrEnum):
+    REQUISITION = "requisition"
+    """An exam requisition (检查申请单): CT, MRI, ultrasound, ECG."""
+    PRESCRIPTION = "prescription"
+    """A prescription (处方), reprinted as its copy (处方底方)."""
+
+
+class DocumentSummary(HisModel):
+    """A document the HIS can (or cannot) give a copy of, as listed for the patient."""
+
+    doc_no: str
+    kind: DocumentKind
+    exam_type: ExamType | None = None
+    title: str
+    subject: str = ""
+    """What it is about: the exam's name, or the first drugs."""
+    issued_on: dt.date
+    department_name: str = ""
+    doctor_name: str = ""
+    available: bool = True
+    unavailable_reason: str = ""
+
+
+class DocumentPatient(HisModel):
+    patient_id: str
+    name: str = Field(repr=False)
+    gender: Gender
+    birth_date: dt.date
+    id_number: str | None = Field(default=None, repr=False)
+    visit_card_no: str | None = Field(default=None, repr=False)
+
+
+class DocumentLine(HisModel):
+    name: str
+    unit: str = ""
+    quantity: int = Field(ge=1)
+    unit_price: Money
+    amount: Money
+    usage: str = ""
+
+
+class HisDocument(DocumentSummary):
+    """A requisition or prescription in full, for its copy to be printed."""
+
+    patient: DocumentPatient
+    visit_no: str = ""
+    diagnosis: str = ""
+    status: OrderStatus | None = None
+    amount: Money | None = None
+    exam_name: str = ""
+    body_part: str = ""
+    preparation: str = ""
+    performing_department: str = ""
+    location: str = ""
+    items: list[DocumentLine] = Field(default_factory=list)
+
+
+class ReportKind(StrEnum):
+    LAB = "lab"
+    """检验报告: results with reference ranges."""
+    EXAM = "exam"
+    """检查报告: findings and impression."""
+
+
+class ReportStatus(StrEnum):
+    PENDING = "pending"
+    """Not signed off yet: nothing to print."""
+    READY = "ready"
+    """Signed off: printable."""
+
+
+class ReportSummary(HisModel):
+    report_no: str
+    kind: ReportKind
+    title: str
+    department: str = ""
+    requested_by: str = ""
+    status: ReportStatus
+    ready_at: dt.datetime | None = None
+    expected_at: dt.datetime | None = None
+    print_count: int = Field(default=0, ge=0)
+    """Prints anywhere (kiosks and windows) the HIS knows of."""
+
+
+class LabResult(HisModel):
+    name: str
+    code: str = ""
+    result: str
+    unit: str = ""
+    reference: str = ""
+    flag: str = ""
+
+
+class Report(ReportSummary):
+    patient: DocumentPatient
+    specimen: str = ""
+    collected_at: dt.datetime | None = None
+    reported_by: str = ""
+    reviewed_by: str = ""
+    items: list[LabResult] = Field(default_factory=list)
+    findings: str = ""
+    impression: str = ""
 
 
 class PaymentPosting(HisModel):
@@ -273,6 +413,54 @@ class PostedPayment(HisModel):
     cancel_reason: str | None = None
 
 
+class Registration(HisModel):
+    """One registration (挂号) of a patient, as the kiosk needs it for check-in."""
+
+    registration_no: str
+    patient_id: str
+    date: dt.date
+    half_day: HalfDay
+    department_code: str
+    department_name: str
+    location: str = ""
+    doctor_code: str
+    doctor_name: str = ""
+    level: DoctorLevel
+    queue_no: int = Field(ge=1)
+    """The registration's number (序号) in its doctor's half-day; the queue number patients hear."""
+    window_start: dt.time | None = None
+    """The appointment's time window (分时段), when the HIS gives one."""
+    window_end: dt.time | None = None
+    status: RegistrationStatus
+    checked_in_at: dt.datetime | None = None
+    """When the patient checked in (报到), as the HIS was told; None until then."""
+
+
+class CheckInNotice(HisModel):
+    """Tell the HIS a patient checked in and joined a waiting queue. ``idempotency_key`` is ours."""
+
+    idempotency_key: str = Field(min_length=1, max_length=64)
+    kind: CheckInKind
+    reference: str
+    """The registration number, or the exam appointment's number."""
+    patient_id: str
+    department_code: str
+    queue_no: str
+    checked_in_at: dt.datetime
+    device_id: str | None = None
+
+
+class CheckInReceipt(HisModel):
+    """The HIS's record of a check-in (a repeat answers with the first one)."""
+
+    kind: CheckInKind
+    reference: str
+    patient_id: str
+    department_code: str
+    queue_no: str
+    checked_in_at: dt.datetime
+
+
 class HisPort(Protocol):
     """The hospital information system as the kiosk sees it.
 
@@ -312,6 +500,44 @@ class HisPort(Protocol):
 
     def exam_orders(self, patient_id: str) -> list[ExamOrder]:
         """The patient's paid exam orders (booked or not), newest first."""
+        ...
+
+    def registrations_today(self, patient_id: str) -> list[Registration]:
+        """The patient's registrations of the HIS's today (any status), morning first."""
+        ...
+
+    def check_in(self, notice: CheckInNotice) -> CheckInReceipt:
+        """Record a check-in (报到) in the HIS. Refused when the registration (or exam appointment) is
+        unknown, cancelled, unpaid or not today; repeating it with the same key is harmless."""
+        ...
+
+    def book_exam(self, order_no: str, appointment: ExamAppointment) -> ExamOrder:
+        """Tell the HIS an exam order's appointment (or its new time, same ``booking_ref``).
+
+        Refused when the order is unpaid, needs no booking, or was booked through another channel.
+        """
+        ...
+
+    def cancel_exam_booking(self, order_no: str, booking_ref: str) -> ExamOrder:
+        """Tell the HIS the appointment is cancelled; repeating it is harmless."""
+        ...
+
+    def documents(self, patient_id: str) -> list[DocumentSummary]:
+        """Requisitions and prescriptions the patient may reprint (with those the HIS cannot supply)."""
+        ...
+
+    def document(self, doc_no: str) -> HisDocument:
+        """One document in full; refused when the HIS holds no electronic copy."""
+        ...
+
+    def reports(self, patient_id: str) -> list[ReportSummary]:
+        """The patient's lab and exam reports, ready or pending, newest first."""
+        ...
+
+    def report(self, report_no: str) -> Report: ...
+
+    def report_printed(self, report_no: str) -> int:
+        """Count a print of a ready report in the HIS; returns its print count there."""
         ...
 
     def post_payment(self, posting: PaymentPosting) -> PostedPayment:
