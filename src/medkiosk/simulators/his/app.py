@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from medkiosk.domain.money import NonNegativeMoney
 from medkiosk.simulators.control import SimulatorControl
 from medkiosk.simulators.his.data import DEFAULT_SEED
-from medkiosk.simulators.his.records import OrderStatus, PaymentChannel, PaymentRecord
+from medkiosk.simulators.his.records import CheckInKind, OrderStatus, PaymentChannel, PaymentRecord
 from medkiosk.simulators.his.state import HisState
 from medkiosk.simulators.jsonapi import Invalid, Refusal, answer_in_contract_errors
 from medkiosk.simulators.personas import HOSPITAL_CODE, HOSPITAL_NAME
@@ -66,6 +66,17 @@ class AppointmentBody(BaseModel):
 
 class AppointmentCancelBody(BaseModel):
     booking_ref: Key
+
+
+class CheckInBody(BaseModel):
+    idempotency_key: Key
+    kind: CheckInKind
+    reference: Reference
+    patient_id: Reference
+    department_code: Reference
+    queue_no: Annotated[str, Field(min_length=1, max_length=20)]
+    checked_in_at: dt.datetime
+    device_id: Annotated[str, Field(max_length=32)] | None = None
 
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -247,6 +258,23 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
     async def get_payment(receipt_no: str) -> dict[str, Any]:
         return await control.operate("payments.get", {"receipt_no": receipt_no},
                                      lambda: _payment(state.payment(receipt_no)))
+
+    @his.get("/patients/{patient_id}/registrations")
+    async def registrations(patient_id: str, date: dt.date | None = Query(None)) -> dict[str, Any]:
+        request = {"patient_id": patient_id, "date": date.isoformat() if date else None}
+        return await control.operate("registrations.list", request,
+                                     lambda: {"registrations": state.registrations(patient_id, date)})
+
+    @his.post("/check-ins", status_code=201)
+    async def check_in(body: CheckInBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            record, replayed = state.check_in(**body.model_dump())
+            if replayed:
+                response.headers[REPLAYED_HEADER] = "true"
+            return record.model_dump(mode="json", exclude={"idempotency_key", "device_id"})
+
+        journal = body.model_dump(mode="json", exclude={"device_id"})
+        return await control.operate("check_ins.post", journal, run)
 
     app.include_router(his)
     return app

@@ -415,11 +415,12 @@ class HisState:
             departments = {d.code: d for d in self._data["departments"]}
             doctors = {d.code: d for d in self._data["doctors"]}
         found.sort(key=lambda r: (r.half_day != HalfDay.AM, r.window_start or dt.time(), r.registration_no))
+        unknown = DepartmentRecord(code="x", name="—", location="—")
         return [{
             **r.model_dump(mode="json", exclude={"fee", "source"}),
-            "department_name": departments[r.department_code].name,
-            "location": departments[r.department_code].location,
-            "doctor_name": doctors[r.doctor_code].name,
+            "department_name": departments.get(r.department_code, unknown).name,
+            "location": departments.get(r.department_code, unknown).location,
+            "doctor_name": doctors[r.doctor_code].name if r.doctor_code in doctors else "",
             "checked_in_at": checked[r.registration_no].checked_in_at.isoformat()
             if r.registration_no in checked else None,
         } for r in found]
@@ -683,10 +684,10 @@ def _check_integrity(data: Data) -> None:
         refer(r.patient_id, patient_ids, "patient", f"report {r.report_no}")
     for a in admissions:
         refer(a.patient_id, patient_ids, "patient", f"admission {a.admission_no}")
+    # Registrations name their patient; a department or doctor renamed by a later load keeps them
+    # (HIS keeps history), so those two are not checked.
     for r in registrations:
         refer(r.patient_id, patient_ids, "patient", f"registration {r.registration_no}")
-        refer(r.department_code, department_codes - groups, "clinical department", f"registration {r.registration_no}")
-        refer(r.doctor_code, doctor_codes, "doctor", f"registration {r.registration_no}")
     for c in check_ins:
         refer(c.patient_id, patient_ids, "patient", f"check-in {c.idempotency_key}")
     by_order_no = {o.order_no: o for o in orders}
