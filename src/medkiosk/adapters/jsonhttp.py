@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -64,21 +64,48 @@ class JsonHttpClient:
         except httpx.RequestError as exc:
             self._log.warning("%s %s: %s", self.system, about, type(exc).__name__)
             raise self._unknown(f"无法连接{self._name_last}", "TRANSPORT", operation) from exc
-        status = response.status_code
-        self._log.debug("%s %s: HTTP %s in %.0f ms", self.system, about, status, _ms(started))
-        if 200 <= status < 300:
+        self._log.debug("%s %s: HTTP %s in %.0f ms", self.system, about, response.status_code, _ms(started))
+        if 200 <= response.status_code < 300:
             return response
+        raise self._error(operation, about, response)
+
+    def download(self, operation: str, path: str, into: BinaryIO, *, key: str = "") -> int:
+        """GET a 2xx body straight into ``into``, a chunk at a time (a day's statement can be hundreds
+        of MB); returns the bytes written. Errors as :meth:`request`; a transfer cut short is unknown."""
+        about = f"{operation} {key}" if key else operation
+        started = time.monotonic()
+        written = 0
+        try:
+            with self._http.stream("GET", path) as response:
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    raise self._error(operation, about, response)
+                for chunk in response.iter_bytes(1 << 20):
+                    into.write(chunk)
+                    written += len(chunk)
+        except httpx.TimeoutException as exc:
+            self._log.warning("%s %s: timed out after %.0f ms", self.system, about, _ms(started))
+            raise self._unknown(f"{self._name_first}响应超时", "TIMEOUT", operation) from exc
+        except httpx.RequestError as exc:
+            self._log.warning("%s %s: %s after %d bytes", self.system, about, type(exc).__name__, written)
+            raise self._unknown(f"无法连接{self._name_last}", "TRANSPORT", operation) from exc
+        self._log.debug("%s %s: %d bytes in %.0f ms", self.system, about, written, _ms(started))
+        return written
+
+    def _error(self, operation: str, about: str, response: httpx.Response) -> UpstreamRefused | UpstreamUnknown:
+        """The adapters' error for a non-2xx response."""
+        status = response.status_code
         code, message = _error_of(_json(response.content))
         if status == 404:  # an everyday answer ("no such patient"), not a problem
             self._log.info("%s %s: HTTP 404 code %s", self.system, about, code or "-")
-            raise UpstreamNotFound(self.system, message or self._not_found, code=code or "NOT_FOUND",
-                                   operation=operation)
+            return UpstreamNotFound(self.system, message or self._not_found, code=code or "NOT_FOUND",
+                                    operation=operation)
         self._log.warning("%s %s: HTTP %s code %s", self.system, about, status, code or "-")
         if 400 <= status < 500 and status not in TRANSIENT_4XX:
-            raise UpstreamRefused(self.system, message or f"{self._name_first}拒绝了该请求（HTTP {status}）",
-                                  code=code or str(status), operation=operation)
-        raise self._unknown(message or f"{self._name_first}暂时无法处理（HTTP {status}）", code or str(status),
-                            operation)
+            return UpstreamRefused(self.system, message or f"{self._name_first}拒绝了该请求（HTTP {status}）",
+                                   code=code or str(status), operation=operation)
+        return self._unknown(message or f"{self._name_first}暂时无法处理（HTTP {status}）", code or str(status),
+                             operation)
 
     def json_of(self, operation: str, response: httpx.Response, *, key: str = "") -> Any:
         body = _json(response.content)

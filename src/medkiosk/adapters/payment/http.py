@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from decimal import Decimal
+from typing import BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -100,6 +101,10 @@ class PaymentChannelHttpAdapter:
             return response.content.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise UpstreamUnknown(SYSTEM, "对账单编码无法识别", code="UNPARSABLE", operation="statement.get") from None
+
+    def download_statement(self, date: dt.date, into: BinaryIO) -> int:
+        """Stream the statement of ``date`` into ``into`` (bytes, as the channel sent them); returns the size."""
+        return self._wire.download("statement.get", f"/statements/{date:%Y-%m-%d}", into, key=date.isoformat())
 
     def parse_statement(self, text: str) -> Statement:
         return parse_statement(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -174,6 +174,13 @@ class PaymentChannelPort(Protocol):
 
     def statement(self, date: dt.date) -> str:
         """The channel's statement (trade bill) of ``date`` as text, in the channel's own format."""
+        ...
+
+    def download_statement(self, date: dt.date, into: BinaryIO) -> int:
+        """The same statement, streamed into a binary file (UTF-8, maybe with a BOM); returns its size.
+
+        For a day too big to hold as one string: read it back line by line with ``iter_statement``.
+        """
         ...
 
     def parse_statement(self, text: str) -> Statement:
