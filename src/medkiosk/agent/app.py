@@ -20,7 +20,6 @@ from typing import Any, Literal
 import segno
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from medkiosk import __version__
@@ -33,9 +32,12 @@ from medkiosk.agent.errors import NO_STORE, AgentError, error_body, install_erro
 from medkiosk.agent.forwarding import FORWARDED_REQUEST_HEADERS, FORWARDED_RESPONSE_HEADERS, service_path
 from medkiosk.agent.heartbeat import Heartbeat
 from medkiosk.agent.identification import Identification
+from medkiosk.agent.logship import LogShipper, ShipperContext, install_capture
+from medkiosk.agent.updater import BundleStaticFiles, BundleStore, Updater
 from medkiosk.domain.masking import mask_phone
 from medkiosk.logging import configure_logging, get_logger
 from medkiosk.agent.printing import PrintQueue
+from medkiosk.security.release_signing import parse_key_list
 
 log = get_logger("medkiosk.agent")
 
@@ -110,6 +112,12 @@ class AgentRuntime:
     heartbeat: Heartbeat
     receipts: PrintQueue
     a4: PrintQueue
+    updater: Updater
+    logs: LogShipper
+
+    def web_dir(self) -> Path:
+        """The page being served now: the current release's, else the configured or built-in one."""
+        return self.updater.web_dir() or self.settings.web_dir or DEFAULT_WEB_DIR
 
 
 class PhoneIn(BaseModel):
@@ -152,13 +160,31 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
                             software_version=settings.software_version),
         receipts=PrintQueue("receipt_printer", "小票打印机", drivers.receipt_printer),
         a4=PrintQueue("a4_printer", "A4打印机", drivers.a4_printer),
+        updater=None,  # type: ignore[arg-type] - set just below: it reads the heartbeat
+        logs=LogShipper(client, period=settings.log_ship_seconds, batch_lines=settings.log_batch_lines,
+                        buffer_lines=settings.log_buffer_lines, level=settings.log_ship_level),
     )
-    web_dir = settings.web_dir or DEFAULT_WEB_DIR
+    runtime.updater = Updater(
+        client, BundleStore(settings.release_root), parse_key_list(settings.release_public_keys), drivers=drivers,
+        heartbeats=lambda: runtime.heartbeat.sent,
+        on_version=lambda version: setattr(runtime.heartbeat, "software_version", version),
+        builtin_version=settings.software_version, period=settings.release_check_seconds,
+        default_deadline=settings.release_health_deadline_seconds)
+    runtime.updater.announce()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.log_ship:  # before the loops start, so that their lines are shipped too
+            install_capture()
+            runtime.logs.bind()
         tasks = [asyncio.create_task(runtime.identification.run(), name="identification"),
                  asyncio.create_task(runtime.heartbeat.run(), name="heartbeat")]
+        if runtime.updater.trusted:
+            tasks.append(asyncio.create_task(runtime.updater.run(), name="updater"))
+        else:
+            log.warning("releases_disabled", reason="MEDKIOSK_AGENT_RELEASE_PUBLIC_KEYS is empty")
+        if settings.log_ship:
+            tasks.append(asyncio.create_task(runtime.logs.run(), name="log_shipper"))
         log.info("agent_started", device_id=settings.device_id, demo=settings.demo, service_url=settings.service_url,
                  drivers={name: type(p).__name__ for name, p in drivers.all().items()})
         try:
@@ -167,6 +193,8 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if settings.log_ship:
+                await asyncio.to_thread(runtime.logs.flush, 5)
             if own_client:
                 client.close()
             log.info("agent_stopped", device_id=settings.device_id)
@@ -175,25 +203,26 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.agent = runtime
     app.add_middleware(LocalOnly)
+    if settings.log_ship:
+        app.add_middleware(ShipperContext, shipper=runtime.logs)
     install_error_handlers(app)
 
     # The page.
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:
-        page = web_dir / "index.html"
+        page = runtime.web_dir() / "index.html"
         html = page.read_text(encoding="utf-8") if page.is_file() else PLACEHOLDER_PAGE
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
-    if web_dir.is_dir():
-        app.mount("/static/kiosk", StaticFiles(directory=web_dir), name="kiosk-static")
+    app.mount("/static/kiosk", BundleStaticFiles(runtime.web_dir), name="kiosk-static")
 
     # Configuration and identification.
 
     @app.get("/local/config")
     async def config() -> JSONResponse:
         local = {"device_id": settings.device_id, "demo": settings.demo, "agent_version": __version__,
-                 "long_poll_seconds": settings.long_poll_seconds}
+                 "page_version": runtime.updater.reported_version(), "long_poll_seconds": settings.long_poll_seconds}
         try:
             response = await asyncio.to_thread(client.get, "/api/kiosk/home")
         except ServiceUnavailable as exc:
@@ -221,6 +250,7 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
             with identification.expecting_payment_code(order_no):
                 outcome = await identification.next_outcome(wait, gone=request.is_disconnected,
                                                             payment_order=order_no)
+        runtime.logs.note_outcome(outcome)
         return JSONResponse(outcome or {"outcome": "waiting"}, headers=NO_STORE)
 
     @app.post("/local/identify/phone")
@@ -232,6 +262,7 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
             raise AgentError(409, "请先刷卡或扫码", "请将医保卡、身份证或电子凭证放到识别区")
         log.info("identify_phone", phone=mask_phone(phone))
         outcome = await runtime.identification.answer_phone(phone)
+        runtime.logs.note_outcome(outcome)
         if outcome is None:  # the session ended while we waited
             raise AgentError(409, "请先刷卡或扫码", "请将医保卡、身份证或电子凭证放到识别区")
         return JSONResponse(outcome, headers=NO_STORE)
@@ -240,6 +271,7 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
     async def session_ended() -> JSONResponse:
         runtime.identification.session_ended()
         log.info("session_ended")
+        runtime.logs.session_ended()
         return JSONResponse({"ok": True}, headers=NO_STORE)
 
     @app.post("/local/screen")
@@ -291,7 +323,11 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
                                                content=body or None, headers=headers)
         except ServiceUnavailable as exc:
             log.warning("forward_failed", path=target, error=str(exc), outcome_unknown=exc.outcome_unknown)
+            if request.method != "GET":
+                runtime.heartbeat.counters.record(ok=False)
             raise _unavailable(exc) from exc
+        if request.method != "GET":  # a business step the patient asked for: counted for monitoring
+            runtime.heartbeat.counters.record(ok=response.status_code < 500)
         _note_refusal(response, target)
         passed = {name: response.headers[name] for name in FORWARDED_RESPONSE_HEADERS if name in response.headers}
         return Response(response.content, response.status_code, headers={**passed, **NO_STORE})

@@ -102,10 +102,35 @@ class AgentSettings(BaseSettings):
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
     long_poll_seconds: int = Field(default=25, ge=1, le=120)
 
+    # Releases (docs/releases.md): installed beside the running version under releases_dir.
+    releases_dir: Path | None = Field(default=None, description="default ./var/agent/<device_id>/releases/")
+    release_public_keys: str = Field(default="", description="trusted release keys, base64, comma-separated; "
+                                                             "empty = never install a release")
+    release_check_seconds: float = Field(default=60.0, gt=0, le=86400)
+    release_health_deadline_seconds: float = Field(default=120.0, gt=0, le=86400)
+
+    # Log shipping (docs/logs.md).
+    log_ship: bool = True
+    log_ship_seconds: float = Field(default=10.0, gt=0, le=3600)
+    log_ship_level: str = Field(default="info", pattern="^(debug|info|warning|error|critical)$")
+    log_batch_lines: int = Field(default=200, ge=1, le=1000)
+    log_buffer_lines: int = Field(default=5000, ge=100, le=1_000_000)
+
     @field_validator("receipt_printer_usb_vendor", "receipt_printer_usb_product", mode="before")
     @classmethod
     def _usb_ids_may_be_hex(cls, value: object) -> object:
         return _parse_int(value)
+
+    @field_validator("release_public_keys")
+    @classmethod
+    def _release_keys_are_keys(cls, value: str) -> str:
+        from medkiosk.security.release_signing import parse_key_list
+
+        try:  # a typo in a key must stop the agent, not silently refuse every release
+            parse_key_list(value)
+        except ValueError as exc:
+            raise ValueError(f"MEDKIOSK_AGENT_RELEASE_PUBLIC_KEYS: {exc}") from exc
+        return value
 
     @field_validator("service_url")
     @classmethod
@@ -146,6 +171,10 @@ class AgentSettings(BaseSettings):
     @property
     def printout_dir(self) -> Path:
         return self.output_dir if self.output_dir is not None else Path("var") / "agent" / self.device_id
+
+    @property
+    def release_root(self) -> Path:
+        return self.releases_dir if self.releases_dir is not None else Path("var") / "agent" / self.device_id / "releases"
 
     def driver_for(self, kind: str) -> str:
         """The driver name for a peripheral kind, applying the demo/real default."""

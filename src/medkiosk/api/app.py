@@ -13,6 +13,8 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from medkiosk import __version__
+from medkiosk.api import documents as documents_api
+from medkiosk.api import exams as exams_api
 from medkiosk.api import device, kiosk, payments, staff
 from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(device.router)
     app.include_router(kiosk.router)
     app.include_router(payments.router)
+    app.include_router(exams_api.router)
+    app.include_router(documents_api.router)
     app.include_router(staff.router)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
 

@@ -26,9 +26,9 @@ OUTPATIENT_TILES = (
     ServiceTile("appointment_pickup", "预约取号", "取已在手机或电话预约的号"),
     ServiceTile("payment", "门诊缴费", "缴纳处方、检查、检验费用", available=True),
     ServiceTile("check_in", "报到", "就诊或检查前报到排队"),
-    ServiceTile("exam_booking", "检查预约", "CT、核磁、超声、心电图"),
-    ServiceTile("reports", "报告打印", "打印检验、检查报告"),
-    ServiceTile("reprint", "补打凭条", "补打挂号条、申请单、处方底方"),
+    ServiceTile("exam_booking", "检查预约", "CT、核磁、超声、心电图", available=True),
+    ServiceTile("reports", "报告打印", "打印检验、检查报告", available=True),
+    ServiceTile("reprint", "补打单据", "补打检查申请单、处方底方", available=True),
     ServiceTile("queries", "费用查询", "查询费用明细与电子发票"),
 )
 
