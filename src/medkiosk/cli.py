@@ -103,6 +103,35 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     typer.echo(f"database at {revision}")
 
 
+@app.command()
+def reconcile(day: str = typer.Option(None, "--date", help="YYYY-MM-DD business day; default yesterday")) -> None:
+    """Reconcile a business day against the channel's statement, HIS and insurance (docs/reconciliation.md)."""
+    import datetime as dt
+
+    from medkiosk.bootstrap import build_container
+    from medkiosk.services.reconciliation import ReconciliationFailed, ReconciliationService
+
+    settings = _settings()
+    container = build_container(settings)
+    try:
+        service = ReconciliationService.from_container(container)
+        try:
+            business_day = dt.date.fromisoformat(day) if day else service.yesterday()
+            view = service.run(business_day, triggered_by="cli")
+        except ValueError as exc:
+            typer.echo(f"refused: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        except ReconciliationFailed as exc:
+            typer.echo(f"run {exc.run_id} failed: {exc.message}", err=True)
+            raise typer.Exit(1) from exc
+    finally:
+        container.close()
+    assert view is not None
+    typer.echo(f"run {view.id} of {view.business_date}: {view.discrepancy_count} discrepancies "
+               f"(see /staff/reconciliation/{view.id})")
+    raise typer.Exit(3 if view.discrepancy_count else 0)
+
+
 @staff_app.command("create")
 def staff_create(
     username: str,

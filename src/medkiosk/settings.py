@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     merchant_id: str = Field(default="1900000109", description="the hospital's merchant number at the payment channel")
     recovery_seconds: float = Field(default=10, ge=0, description="how often unfinished payments are resumed; 0 = never")
     pay_window_seconds: int = Field(default=300, ge=60, le=1800, description="how long a QR order waits for the patient")
+    reconcile_at: str = Field(default="", pattern=r"^$|^([01]\d|2[0-3]):[0-5]\d$",
+                              description="HH:MM hospital time of the daily reconciliation of yesterday; empty = off")
     upstream_timeout_seconds: float = 10.0
 
     # The hospital as the insurance platform knows it.

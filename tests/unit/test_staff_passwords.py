@@ -83,9 +83,10 @@ def test_permissions_follow_the_roles():
     assert Permission.MANAGE_STAFF in permissions_for([Role.IT_ADMIN])
     assert Permission.MANAGE_STAFF not in permissions_for([Role.ENGINEER])
     assert Permission.HANDLE_EVENTS in permissions_for(["engineer"])
-    assert permissions_for([Role.AUDITOR]) == {Permission.READ_AUDIT}
-    assert permissions_for([Role.FINANCE]) == {Permission.VIEW_PAYMENTS}
-    assert permissions_for(["engineer", "auditor"]) == ROLE_PERMISSIONS[Role.ENGINEER] | {Permission.READ_AUDIT}
+    assert permissions_for([Role.AUDITOR]) == {Permission.READ_AUDIT, Permission.VIEW_RECONCILIATION}
+    assert permissions_for([Role.FINANCE]) == {Permission.VIEW_PAYMENTS, Permission.VIEW_RECONCILIATION,
+                                               Permission.RESOLVE_DISCREPANCIES}
+    assert permissions_for(["engineer", "auditor"]) == ROLE_PERMISSIONS[Role.ENGINEER] | ROLE_PERMISSIONS[Role.AUDITOR]
     assert permissions_for(["retired_role"]) == frozenset()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from medkiosk import __version__
+from medkiosk.api import reconciliation as reconciliation_api
 from medkiosk.api import documents as documents_api
 from medkiosk.api import exams as exams_api
 from medkiosk.api import device, kiosk, payments, staff
@@ -42,6 +43,11 @@ def _background_tasks(container: Container) -> list[asyncio.Task]:
         # Forget device nonces whose timestamps alone now refuse a replay.
         asyncio.create_task(_every(HOUSEKEEPING_SECONDS, "housekeeping", container.devices.purge_nonces)),
     ]
+    if settings.reconcile_at:
+        # Reconcile yesterday every day at MEDKIOSK_RECONCILE_AT, hospital time (docs/reconciliation.md).
+        from medkiosk.services.reconciliation import run_daily
+
+        tasks.append(asyncio.create_task(run_daily(container)))
     if settings.recovery_seconds > 0:
         # Resume or unwind payments nobody is driving (crash, timeout, restart, abandoned QR).
         tasks.append(asyncio.create_task(_every(
@@ -73,6 +79,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(payments.router)
     app.include_router(exams_api.router)
     app.include_router(documents_api.router)
+    app.include_router(reconciliation_api.router)
     app.include_router(staff.router)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
 

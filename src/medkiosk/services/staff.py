@@ -68,6 +68,10 @@ class Permission(StrEnum):
     """Mark an event as handled."""
     VIEW_PAYMENTS = "view_payments"
     """See payments and reconciliation reports."""
+    VIEW_RECONCILIATION = "view_reconciliation"
+    """See the daily reconciliation runs and their discrepancies."""
+    RESOLVE_DISCREPANCIES = "resolve_discrepancies"
+    """Mark a reconciliation discrepancy resolved, with a note of what was done."""
     READ_AUDIT = "read_audit"
     """Read and verify the audit trail."""
 
@@ -77,8 +81,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ENGINEER: frozenset({Permission.VIEW_DEVICES, Permission.VIEW_EVENTS, Permission.HANDLE_EVENTS}),
     Role.IT_ADMIN: frozenset({Permission.MANAGE_STAFF, Permission.MANAGE_DEVICES, Permission.VIEW_DEVICES,
                               Permission.VIEW_EVENTS, Permission.READ_AUDIT}),
-    Role.FINANCE: frozenset({Permission.VIEW_PAYMENTS}),
-    Role.AUDITOR: frozenset({Permission.READ_AUDIT}),
+    Role.FINANCE: frozenset({Permission.VIEW_PAYMENTS, Permission.VIEW_RECONCILIATION,
+                             Permission.RESOLVE_DISCREPANCIES}),
+    Role.AUDITOR: frozenset({Permission.READ_AUDIT, Permission.VIEW_RECONCILIATION}),
 }
 
 
