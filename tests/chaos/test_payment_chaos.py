@@ -13,9 +13,8 @@ finishes what it can, and one last recovery runs in this process as it would onc
 has closed. Then every order is checked against every side; the counts are printed at the end of
 the run and every finding is written to ``problems.txt`` beside the service's log.
 
-The engine bugs the run finds are each reproduced on their own at the end of this file. Until they
-are fixed, the checks they break are strict xfails: fixing one makes its tests pass, which fails
-the run until the marker goes.
+Each engine bug an earlier run found is reproduced on its own at the end of this file, so that it
+stays fixed without waiting for the dice to find it again.
 
 Run it alone: ``pytest tests/chaos -s`` (``MEDKIOSK_CHAOS_SEED``, ``MEDKIOSK_CHAOS_FLOWS``,
 ``MEDKIOSK_CHAOS_KIOSKS``, ``MEDKIOSK_CHAOS_WORKERS`` change the run; the seed fixes the patients,
@@ -300,28 +299,6 @@ def _report(problems: list[str], limit: int = 12) -> str:
     return f"{len(problems)} found:\n" + "\n".join(problems[:limit])
 
 
-# The engine's bugs the chaos finds (each reproduced alone at the end of this file). Strict: once
-# one is fixed its test passes, the xfail fails the run, and whoever fixed it removes the marker.
-MONEY_BUGS = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bugs: (1) a HIS posting whose reply was lost and whose retry is refused is refunded although "
-    "HIS kept the first posting; (2) a 2208 refusal whose message merely contains 已 is taken for "
-    "'already cancelled', so the cash is refunded while the settlement stays valid"))
-PRESETTLED_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: an order abandoned at the confirmation screen stays presettled for ever — recovery has "
-    "no step for it — and keeps its insurance visit and fee details open"))
-OPEN_VISIT_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: unwinding after pre-settlement never withdraws the insurance visit (2202/2205) once money "
-    "moved, nor after a lost 2201 reply or a failed undo; the patient's next insurance attempt for that "
-    "visit is refused 已登记就诊"))
-INVOICE_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: an e-invoice that failed when the bill completed is never retried — recovery skips "
-    "completed orders — and one whose reply was lost stays pending though the platform issued it"))
-SERVER_ERROR_BUG = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine bug: the lease is per process, not per driver: two requests (or a request and the recovery "
-    "worker) of one service drive the same order at once and one dies with IllegalTransition (HTTP 500); "
-    "recovery also fails CREATED orders of any age, racing start()"))
-
-
 def test_the_run_really_was_chaotic(chaos):
     rig_errors = [n for r in chaos.records for n in r.notes if n.startswith("rig_error")]
     assert not rig_errors, rig_errors[:3]
@@ -335,7 +312,6 @@ def test_the_run_really_was_chaotic(chaos):
     assert counts["insurance settlements"]["reversed"] and counts["insurance settlements"]["cancelled"]
 
 
-@MONEY_BUGS
 def test_every_order_ends_with_the_channel_his_and_insurance_agreeing_on_the_cash(chaos):
     problems = chaos.ledger.money_disagreements() + chaos.ledger.states_that_contradict_the_upstreams()
     assert not problems, _report(problems)
@@ -351,31 +327,27 @@ def test_our_journal_agrees_with_the_channel_on_what_was_paid_and_refunded(chaos
     assert not problems, _report(problems)
 
 
-@PRESETTLED_BUG
 def test_no_order_is_left_unfinished_after_recovery(chaos):
     problems = chaos.ledger.unfinished()
     assert not problems, _report(problems)
 
 
-@OPEN_VISIT_BUG
 def test_no_insurance_visit_stays_registered_for_an_order_that_did_not_complete(chaos):
     problems = chaos.ledger.open_insurance_visits()
     assert not problems, _report(problems)
 
 
-@INVOICE_BUG
 def test_every_completed_payment_has_its_one_e_invoice(chaos):
     problems = chaos.ledger.invoice_problems()
     assert not problems, _report(problems)
 
 
-@SERVER_ERROR_BUG
 def test_no_kiosk_request_failed_with_a_server_error(chaos):
     assert not chaos.http.server_errors, _report(chaos.http.server_errors)
 
 
 # ================================================================================================
-# What the chaos found, one bug at a time: each a few seconds, the service in this process.
+# What the chaos found, one bug at a time (each now fixed): each a few seconds, the service in this process.
 # ================================================================================================
 @pytest.fixture(scope="module")
 def bench(postgres_server_url):
@@ -443,7 +415,6 @@ def scene(bench):
     return bench
 
 
-@MONEY_BUGS
 def test_a_posting_refused_on_retry_after_its_reply_was_lost_is_not_refunded_while_his_keeps_it(scene):
     _, order = scene.start("self_pay", "self_pay")
     scene.fault("his", operation="payments.post", kind="lost_reply", hang_seconds=2, count=1)
@@ -457,7 +428,6 @@ def test_a_posting_refused_on_retry_after_its_reply_was_lost_is_not_refunded_whi
         f"{row.state}: the patient got {row.refunded_amount} back of {row.paid_amount}, HIS keeps {posted}")
 
 
-@MONEY_BUGS
 def test_a_2208_refusal_whose_message_mentions_already_is_not_taken_for_a_cancelled_settlement(scene):
     _, order = scene.start("local_resident", "insurance")
     scene.fault("his", operation="payments.post", kind="error", code="REFUSED", message="该处方已被医生作废", count=1)
@@ -472,7 +442,6 @@ def test_a_2208_refusal_whose_message_mentions_already_is_not_taken_for_a_cancel
         f"(fund {valid[0]['fund_pay_sumamt']}, cash {valid[0]['psn_cash_pay']})")
 
 
-@PRESETTLED_BUG
 def test_an_order_abandoned_at_the_confirmation_screen_is_closed_and_its_insurance_visit_withdrawn(scene):
     _, order = scene.start("local_resident", "insurance")
     assert order["state"] == "presettled"
@@ -487,7 +456,6 @@ def test_an_order_abandoned_at_the_confirmation_screen_is_closed_and_its_insuran
     assert row.state == "closed" and visit[0]["status"] == "cancelled", (row.state, visit[0]["status"])
 
 
-@OPEN_VISIT_BUG
 def test_an_insured_patient_refunded_after_a_refused_settlement_can_pay_the_visit_with_insurance_again(scene):
     visit, order = scene.start("local_resident", "insurance")
     scene.fault("insurance", operation="2207", kind="error", message="医保中心系统繁忙，请稍后再试", count=1)
@@ -496,7 +464,6 @@ def test_an_insured_patient_refunded_after_a_refused_settlement_can_pay_the_visi
     assert again["state"] == "presettled", again["message"]
 
 
-@OPEN_VISIT_BUG
 def test_a_lost_2201_reply_does_not_stop_the_patient_paying_the_visit_with_insurance(scene):
     scene.fault("insurance", operation="2201", kind="lost_reply", hang_seconds=2, count=1)
     visit, order = scene.start("local_resident", "insurance")
@@ -506,7 +473,6 @@ def test_a_lost_2201_reply_does_not_stop_the_patient_paying_the_visit_with_insur
     assert again["state"] == "presettled", again["message"]
 
 
-@INVOICE_BUG
 def test_an_e_invoice_the_platform_could_not_issue_at_completion_is_issued_by_recovery(scene):
     _, order = scene.start("self_pay", "self_pay")
     scene.fault("einvoice", operation="einvoice.issue", kind="error", message="票据平台维护中", count=1)
@@ -516,7 +482,6 @@ def test_an_e_invoice_the_platform_could_not_issue_at_completion_is_issued_by_re
     assert row.invoice_state == "issued", row.invoice_state
 
 
-@SERVER_ERROR_BUG
 def test_the_page_polling_while_the_patient_taps_cancel_gets_no_server_error(scene):
     _, order = scene.start("self_pay", "self_pay")
     scene.kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +33,7 @@ from medkiosk.domain.payment import (
     PaymentMode,
     PaymentState,
     PayMethod,
+    TERMINAL_STATES,
     Split,
     check_equal,
     check_transition,
@@ -62,6 +66,18 @@ TO_CASHIER = "请到人工收费窗口办理"
 LEASE = timedelta(seconds=30)
 PAY_WINDOW = timedelta(minutes=5)
 MAX_SETTLE_ATTEMPTS = 2
+CANCEL_WAIT_SECONDS = 5.0
+"""How long a patient's cancel waits for another request driving the order (a poll) to let go."""
+UNWOUND_STATES = frozenset({PaymentState.FAILED, PaymentState.CLOSED, PaymentState.REFUNDED})
+"""Ends in which the bill was not paid: an insurance visit opened for it must be withdrawn."""
+
+# The lease this thread (request or recovery round) holds: (order_no, token). Every write to that
+# order checks the token, so a worker whose lease ran out and was taken over stops at once.
+_HELD: ContextVar[tuple[str, str] | None] = ContextVar("payment_lease", default=None)
+
+
+class LeaseLost(Exception):
+    """Another worker took the order over after our lease ran out: stop driving it."""
 
 STATE_LABELS = {
     PaymentState.CREATED: "正在计算费用",
@@ -165,69 +181,133 @@ class PaymentEngine:
                        "unit_price": str(i.unit_price), "quantity": i.quantity, "amount": str(i.amount),
                        "unit": getattr(i, "unit", "")} for i in items],
         }
-        with self._uow() as uow:
-            uow.session.add(PaymentOrder(
-                order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
-                device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
-                his_order_nos=sorted({i.order_no for i in items}), mode=mode.value, category=payer.category.value,
-                state=PaymentState.CREATED.value, his_total=his_total, insurance_enc=insurance, details=details,
-                created_at=now, updated_at=now))
-            uow.commit()
+        active_key = f"{payer.his_patient_id}:{visit.visit_no}"
+        self._end_unpaid_order(active_key)
+        token = self._token()
+        try:
+            with self._uow() as uow:
+                uow.session.add(PaymentOrder(
+                    order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
+                    device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
+                    his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
+                    category=payer.category.value, state=PaymentState.CREATED.value, his_total=his_total,
+                    insurance_enc=insurance, details=details, active_key=active_key,
+                    lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now))
+                uow.commit()
+        except IntegrityError as exc:
+            raise PaymentRefused("这次就诊有一笔缴费正在处理中，请稍候查看结果。",
+                                 "请稍后在“缴费记录”中查看，或到人工窗口咨询", status=409) from exc
         log.info("payment.created", order_no=order_no, device_id=device.id, mode=mode.value,
                  his_total=str(his_total))
-        self._lease(order_no)
-        try:
+        with self._driving(order_no, token=token):
             self._presettle(order_no)
-        finally:
-            self._release(order_no)
         return self.view(device, order_no)
+
+    def _end_unpaid_order(self, active_key: str) -> None:
+        """The patient starts the visit's bill again: end the earlier order if no money can have moved."""
+        with self._uow() as uow:
+            earlier = uow.session.scalars(select(PaymentOrder).where(PaymentOrder.active_key == active_key)).first()
+        if earlier is None:
+            return
+        state = PaymentState(earlier.state)
+        if state not in (PaymentState.PRESETTLED, PaymentState.AWAITING_PAYMENT):
+            return  # money may be moving: the unique key refuses the new order
+        with self._driving(earlier.order_no, wait=CANCEL_WAIT_SECONDS) as held:
+            if held:
+                self._cancel_held(earlier.order_no)
 
     def pay(self, device: AuthenticatedDevice, order_no: str, method: PayMethod,
             auth_code: str | None = None) -> dict[str, Any]:
-        """Start paying the cash part: a QR order the patient scans, or a payment code they show."""
+        """Start paying the cash part: a QR order the patient scans, or a payment code they show.
+
+        A payment code held to the scanner while the QR code is on screen is charged too: the QR
+        order is closed first (if the patient paid it meanwhile, that payment goes ahead instead).
+        """
         order = self._own_order(device, order_no)
-        if PaymentState(order.state) is not PaymentState.PRESETTLED:
+        state = PaymentState(order.state)
+        switching = (state is PaymentState.AWAITING_PAYMENT and method is PayMethod.PAYMENT_CODE
+                     and order.pay_method == PayMethod.QR.value)
+        if state is not PaymentState.PRESETTLED and not switching:
             return self.view(device, order_no)
         if method not in (PayMethod.QR, PayMethod.PAYMENT_CODE):
             raise PaymentRefused("银行卡支付即将开放，请使用手机扫码支付。", "请选择扫码支付", status=422)
         if method is PayMethod.PAYMENT_CODE and not (auth_code and auth_code.isdigit() and 16 <= len(auth_code) <= 24):
             raise PaymentRefused("未能识别付款码，请重新出示手机付款码。", "请重新扫码", status=422)
         self._sessions.touch(device)
-        if not self._lease(order_no):
-            return self.view(device, order_no)
-        try:
-            trade_no = out_trade_no(order_no)
-            deadline = self._clock.now() + self._pay_window
-            self._transition(order_no, PaymentState.AWAITING_PAYMENT, pay_method=method.value,
-                             out_trade_no=trade_no, pay_deadline=deadline)
-            description = f"{self._hospital_name}门诊缴费"
-            if method is PayMethod.QR:
-                key = self._begin(order_no, "qr.create", trade_no, {"amount": str(order.cash)})
-                try:
-                    qr = self._p.channel.create_qr_order(trade_no, order.cash, description,
-                                                         int(self._pay_window.total_seconds()))
-                except UpstreamError as exc:
-                    self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
-                    # No code was shown, so nobody can have paid: close it at once (safely, by the channel).
-                    self._update(order_no, message="支付通道暂时无法连接，未扣款，请稍后再试。")
-                    self._close_or_collect(order_no)
-                    return self.view(device, order_no)
-                self._end(key, "succeeded")
-                self._update(order_no, details_patch={"code_url": qr.code_url})
-            else:
-                key = self._begin(order_no, "code.charge", trade_no, {"amount": str(order.cash)})
-                try:
-                    result = self._p.channel.charge_payment_code(trade_no, auth_code, order.cash, description)
-                    self._end(key, "succeeded", {"state": str(result.state)})
-                except UpstreamRefused as exc:
-                    self._end(key, "refused")
-                    self._update(order_no, message=exc.message)
-                except UpstreamUnknown:
-                    self._end(key, "unknown")  # the query below finds out
-            self._drive(order_no)
-        finally:
-            self._release(order_no)
+        with self._driving(order_no, wait=CANCEL_WAIT_SECONDS) as held:
+            if held:
+                state = self._state(order_no)
+                if state is PaymentState.PRESETTLED:
+                    self._start_paying(order_no, method, auth_code)
+                elif switching and state is PaymentState.AWAITING_PAYMENT:
+                    self._switch_to_payment_code(order_no, auth_code)
         return self.view(device, order_no)
+
+    def _start_paying(self, order_no: str, method: PayMethod, auth_code: str | None) -> None:
+        order = self._load(order_no)
+        trade_no = out_trade_no(order_no)
+        self._transition(order_no, PaymentState.AWAITING_PAYMENT, pay_method=method.value,
+                         out_trade_no=trade_no, pay_deadline=self._clock.now() + self._pay_window)
+        if method is PayMethod.PAYMENT_CODE:
+            self._charge_payment_code(order_no, trade_no, auth_code)
+            return
+        key = self._begin(order_no, "qr.create", trade_no, {"amount": str(order.cash)})
+        try:
+            qr = self._p.channel.create_qr_order(trade_no, order.cash, self._description(),
+                                                 int(self._pay_window.total_seconds()))
+        except UpstreamError as exc:
+            self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
+            # No code was shown, so nobody can have paid: close it at once (safely, by the channel).
+            self._update(order_no, message="支付通道暂时无法连接，未扣款，请稍后再试。")
+            self._close_or_collect(order_no)
+            self._drive(order_no)
+            return
+        self._end(key, "succeeded")
+        self._update(order_no, details_patch={"code_url": qr.code_url})
+        self._drive(order_no)
+
+    def _switch_to_payment_code(self, order_no: str, auth_code: str) -> None:
+        """Close the QR order; once the channel says it is closed unpaid, charge the code under …P(n+1)."""
+        order = self._load(order_no)
+        try:
+            self._p.channel.close_order(order.out_trade_no)
+        except UpstreamRefused:
+            pass  # e.g. paid meanwhile: the query tells
+        except UpstreamUnknown:
+            return  # the QR stays valid; the patient can still scan it
+        try:
+            trade = self._p.channel.query(order.out_trade_no)
+        except UpstreamError:
+            return
+        if trade is not None and trade.state in PAID_STATES:
+            self._record_paid(order_no, trade)
+            self._drive(order_no)
+            return
+        if trade is None or trade.state != "CLOSED":
+            return
+        attempt = int(order.out_trade_no.rsplit("P", 1)[1]) + 1
+        trade_no = out_trade_no(order_no, attempt)
+        self._update(order_no, out_trade_no=trade_no, pay_method=PayMethod.PAYMENT_CODE.value,
+                     pay_deadline=self._clock.now() + self._pay_window,
+                     details_patch={"code_url": None,
+                                    "closed_trades": [*order.details.get("closed_trades", []), order.out_trade_no]})
+        self._charge_payment_code(order_no, trade_no, auth_code)
+
+    def _charge_payment_code(self, order_no: str, trade_no: str, auth_code: str) -> None:
+        order = self._load(order_no)
+        key = self._begin(order_no, "code.charge", trade_no, {"amount": str(order.cash)})
+        try:
+            result = self._p.channel.charge_payment_code(trade_no, auth_code, order.cash, self._description())
+            self._end(key, "succeeded", {"state": str(result.state)})
+        except UpstreamRefused as exc:
+            self._end(key, "refused")
+            self._update(order_no, message=exc.message)
+        except UpstreamUnknown:
+            self._end(key, "unknown")  # the query below finds out
+        self._drive(order_no)
+
+    def _description(self) -> str:
+        return f"{self._hospital_name}门诊缴费"
 
     def status(self, device: AuthenticatedDevice, order_no: str) -> dict[str, Any]:
         """Where the order stands; while waiting for the patient's payment, ask the channel."""
@@ -238,19 +318,20 @@ class PaymentEngine:
     def cancel(self, device: AuthenticatedDevice, order_no: str) -> dict[str, Any]:
         """The patient backs out: nothing charged is kept (a payment that raced in is refunded)."""
         order = self._own_order(device, order_no)
-        state = PaymentState(order.state)
-        if state in (PaymentState.CREATED, PaymentState.PRESETTLED, PaymentState.AWAITING_PAYMENT):
-            if self._lease(order_no):
-                try:
-                    if state is PaymentState.AWAITING_PAYMENT:
-                        self._close_or_collect(order_no)
-                    else:
-                        self._transition(order_no, PaymentState.CLOSED, message="您已取消缴费，未扣款。")
-                        self._undo_presettlement(order_no)
-                    self._drive(order_no)
-                finally:
-                    self._release(order_no)
+        if PaymentState(order.state) in (PaymentState.PRESETTLED, PaymentState.AWAITING_PAYMENT):
+            # A poll may be driving the order this moment: wait for it rather than ignore the tap.
+            with self._driving(order_no, wait=CANCEL_WAIT_SECONDS) as held:
+                if held:
+                    self._cancel_held(order_no)
         return self.view(device, order_no)
+
+    def _cancel_held(self, order_no: str) -> None:
+        state = self._state(order_no)
+        if state is PaymentState.AWAITING_PAYMENT:
+            self._close_or_collect(order_no)
+        elif state is PaymentState.PRESETTLED:
+            self._transition(order_no, PaymentState.CLOSED, message="您已取消缴费，未扣款。")
+        self._drive(order_no)
 
     def history(self, device: AuthenticatedDevice, *, days: int = 30) -> dict[str, Any]:
         """The patient's payments at the kiosks over the last ``days`` days, newest first."""
@@ -296,35 +377,32 @@ class PaymentEngine:
     # ============================================================================================
     def advance(self, order_no: str) -> PaymentState:
         """Drive an order as far as it can go now; returns the state it stopped in."""
-        if not self._lease(order_no):
-            return self._state(order_no)
-        try:
-            return self._drive(order_no)
-        finally:
-            self._release(order_no)
+        with self._driving(order_no) as held:
+            if held:
+                self._drive(order_no)
+        return self._state(order_no)
 
     def recover(self, *, older_than: timedelta = timedelta(seconds=0)) -> dict[str, int]:
-        """Resume or unwind every unfinished order no one is driving (after a crash, a timeout, a restart)."""
+        """Resume or unwind every unfinished order no one is driving (after a crash, a timeout, a restart).
+
+        Finished orders come back too while a follow-up is owed: an insurance visit to withdraw, an
+        e-invoice to issue. An order still being created is left to its request for two leases' time.
+        """
         now = self._clock.now()
+        free = or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now)
         unfinished = [s.value for s in PaymentState if not s.terminal and s is not PaymentState.CREATED]
         with self._uow() as uow:
             order_nos = list(uow.session.scalars(select(PaymentOrder.order_no).where(
-                PaymentOrder.state.in_(unfinished),
-                or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
-                PaymentOrder.updated_at <= now - older_than).order_by(PaymentOrder.updated_at).limit(500)))
-            stale_created = list(uow.session.scalars(select(PaymentOrder.order_no).where(
-                PaymentOrder.state == PaymentState.CREATED.value,
-                or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now))))
+                free, PaymentOrder.updated_at <= now - older_than, or_(
+                    PaymentOrder.state.in_(unfinished),
+                    (PaymentOrder.state == PaymentState.CREATED.value)
+                    & (PaymentOrder.created_at <= now - max(older_than, 2 * LEASE)),
+                    (PaymentOrder.visit_state == "open")
+                    & PaymentOrder.state.in_([s.value for s in UNWOUND_STATES]),
+                    (PaymentOrder.invoice_state == "pending")
+                    & (PaymentOrder.state == PaymentState.COMPLETED.value),
+                )).order_by(PaymentOrder.updated_at).limit(500)))
         counts: dict[str, int] = {}
-        for order_no in stale_created:
-            # Crashed during pre-settlement: no money moved; undo the upload and give up.
-            if self._lease(order_no):
-                try:
-                    self._transition(order_no, PaymentState.FAILED, message="缴费未完成，未扣款，请重新办理。")
-                    self._undo_presettlement(order_no)
-                finally:
-                    self._release(order_no)
-            counts["failed"] = counts.get("failed", 0) + 1
         for order_no in order_nos:
             try:
                 state = self.advance(order_no)
@@ -340,6 +418,8 @@ class PaymentEngine:
             order = self._load(order_no)
             state = PaymentState(order.state)
             step: Callable[[PaymentOrder], bool] | None = {
+                PaymentState.CREATED: self._creation_interrupted,
+                PaymentState.PRESETTLED: self._confirmation_abandoned,
                 PaymentState.AWAITING_PAYMENT: self._await_payment,
                 PaymentState.PAID: self._after_paid,
                 PaymentState.SETTLING: self._settling_interrupted,
@@ -348,6 +428,9 @@ class PaymentEngine:
                 PaymentState.UNWINDING: self._unwind,
                 PaymentState.REFUNDING: self._refund,
                 PaymentState.COMPLETED: self._invoice,
+                PaymentState.FAILED: self._withdraw_visit,
+                PaymentState.CLOSED: self._withdraw_visit,
+                PaymentState.REFUNDED: self._withdraw_visit,
             }.get(state)
             if step is None or not step(order):
                 return PaymentState(self._load(order_no).state)
@@ -363,6 +446,7 @@ class PaymentEngine:
         person, certificate = self._insurance_of(order)
         ins = self._p.insurance
         visit = order.details["visit"]
+        self._update(order_no, visit_state="open")  # before 2201 goes out: it may register a visit
         try:
             registration = ins.register_visit(
                 psn_no=person.psn_no, insured_region=person.insured_region, scheme=person.scheme,
@@ -390,17 +474,17 @@ class PaymentEngine:
             self._anomaly(order_no, exc, refund=False)
             self._transition(order_no, PaymentState.FAILED, anomaly=exc.check,
                              message=f"{CHECK_LABELS[exc.check]}，本次未扣款。")
-            self._undo_presettlement(order_no)
+            self._drive(order_no)
             return
         except UpstreamRefused as exc:
             offer = "备案" in exc.message or "自费" in exc.message
             self._transition(order_no, PaymentState.FAILED, message=exc.message,
                              details_patch={"offer_self_pay": True} if offer else None)
-            self._undo_presettlement(order_no)
+            self._drive(order_no)
             return
         except UpstreamUnknown:
             self._transition(order_no, PaymentState.FAILED, message="医保平台暂时无法连接，本次未扣款，请稍后再试。")
-            self._undo_presettlement(order_no)
+            self._drive(order_no)
             return
         self._presettled(order_no, split)
 
@@ -411,21 +495,50 @@ class PaymentEngine:
             self._transition(order_no, PaymentState.PAID, pay_method=PayMethod.NONE.value, paid_amount=ZERO)
             self._drive(order_no)
 
-    def _undo_presettlement(self, order_no: str) -> None:
-        """Best effort: withdraw uploaded fee details and the insurance visit (no money moved)."""
-        order = self._load(order_no)
-        if not order.mdtrt_id or order.setl_id:
-            return
+    def _creation_interrupted(self, order: PaymentOrder) -> bool:
+        """Found still CREATED long after its request: it crashed pre-settling; no money moved."""
+        self._transition(order.order_no, PaymentState.FAILED, message="缴费未完成，未扣款，请重新办理。")
+        return True
+
+    def _confirmation_abandoned(self, order: PaymentOrder) -> bool:
+        """Pre-settled but never confirmed: after the pay window the patient has gone; close it."""
+        if self._clock.now() - as_utc(order.updated_at) < self._pay_window:
+            return False
+        self._transition(order.order_no, PaymentState.CLOSED, message="缴费未确认，已取消，未扣款。")
+        return True
+
+    def _withdraw_visit(self, order: PaymentOrder) -> bool:
+        """The bill was not paid: withdraw the insurance visit opened for it, fee details and all.
+
+        2202 when the platform told us the visit (mdtrt_id); otherwise — the 2201 reply was lost —
+        a reversal (2601) of the 2201 message, which undoes it if it was processed and blocks it if
+        it arrives later. A refusal or no answer leaves the visit open; recovery tries again.
+        """
+        if order.visit_state != "open":
+            return False
+        order_no = order.order_no
         person, _ = self._insurance_of(order)
+        with self._uow() as uow:
+            sent = list(uow.session.scalars(select(PaymentStep.key).where(
+                PaymentStep.order_no == order_no, PaymentStep.step == "2201")))
         try:
-            self._p.insurance.cancel_fees(mdtrt_id=order.mdtrt_id, psn_no=person.psn_no,
-                                          insured_region=person.insured_region, batch_no=self._batch_no(order),
-                                          msgid=self._msgid(order_no, "2205"))
-            self._p.insurance.cancel_visit(mdtrt_id=order.mdtrt_id, psn_no=person.psn_no,
-                                           insured_region=person.insured_region, visit_no=order.visit_no,
-                                           msgid=self._msgid(order_no, "2202"))
+            if order.mdtrt_id:
+                try:
+                    self._p.insurance.cancel_visit(mdtrt_id=order.mdtrt_id, psn_no=person.psn_no,
+                                                   insured_region=person.insured_region, visit_no=order.visit_no,
+                                                   msgid=self._msgid(order_no, "2202"))
+                    sent = []
+                except UpstreamRefused as exc:
+                    # e.g. already withdrawn: the reversals below say so in a word that cannot be misread
+                    log.info("payment.visit_cancel_refused", order_no=order_no, message=exc.message)
+            for original in sent:
+                self._p.insurance.reverse(original_msgid=original, original_infno="2201", psn_no=person.psn_no,
+                                          insured_region=person.insured_region, msgid=self._msgid(order_no, "2601"))
         except UpstreamError as exc:
-            log.warning("payment.undo_presettlement_failed", order_no=order_no, error=type(exc).__name__)
+            log.warning("payment.visit_withdraw_failed", order_no=order_no, error=type(exc).__name__)
+            return False
+        self._update(order_no, visit_state="withdrawn")
+        return False
 
     # -- waiting for the patient's money -------------------------------------------------------------
     def _await_payment(self, order: PaymentOrder) -> bool:
@@ -440,8 +553,7 @@ class PaymentEngine:
         if trade is not None and trade.state in ("CLOSED", "PAYERROR"):
             self._transition(order.order_no, PaymentState.CLOSED,
                              message=order.message or "支付未成功，未扣款。")
-            self._undo_presettlement(order.order_no)
-            return False
+            return True
         if not self._past_deadline(order):
             return False
         return self._close_or_collect(order.order_no)
@@ -462,24 +574,30 @@ class PaymentEngine:
         if trade is not None and trade.state in PAID_STATES:
             return self._record_paid(order_no, trade)
         self._transition(order_no, PaymentState.CLOSED, message=order.message or "支付已取消或超时，未扣款。")
-        self._undo_presettlement(order_no)
-        return False
+        return True
 
     def _record_paid(self, order_no: str, trade) -> bool:
         order = self._load(order_no)
         paid = trade.paid_amount if trade.paid_amount is not None else trade.amount
-        self._transition(order_no, PaymentState.PAID, paid_amount=paid, transaction_id=trade.transaction_id,
-                         channel=str(getattr(trade, "channel", "") or ""))
         try:
             check_equal("cash_paid", order.cash, paid)
+            mismatch = None
         except AmountMismatch as exc:
-            self._anomaly(order_no, exc, refund=True)
-            self._transition(order_no, PaymentState.REFUNDING, anomaly=exc.check,
-                             message=f"{CHECK_LABELS[exc.check]}，已为您办理退款。")
+            mismatch = exc
+        # The check's verdict is written with the payment, so a crash right after cannot lose it.
+        self._transition(order_no, PaymentState.PAID, paid_amount=paid, transaction_id=trade.transaction_id,
+                         channel=str(getattr(trade, "channel", "") or ""),
+                         **({"anomaly": mismatch.check, "message": f"{CHECK_LABELS[mismatch.check]}，已为您办理退款。"}
+                            if mismatch else {}))
+        if mismatch:
+            self._anomaly(order_no, mismatch, refund=True)
         return True
 
     # -- settlement --------------------------------------------------------------------------------
     def _after_paid(self, order: PaymentOrder) -> bool:
+        if order.anomaly:  # the channel took a different amount from the one asked
+            self._transition(order.order_no, PaymentState.REFUNDING)
+            return True
         if PaymentMode(order.mode) is PaymentMode.SELF_PAY:
             self._transition(order.order_no, PaymentState.POSTING)
             return True
@@ -537,8 +655,9 @@ class PaymentEngine:
                                                     psn_no=person.psn_no, insured_region=person.insured_region,
                                                     msgid=self._msgid(order_no, "2208", journal=True))
             except UpstreamRefused as exc:
-                if "已" not in exc.message:  # "已撤销/已冲正" means it is undone already
-                    self._stuck(order_no, f"撤销医保结算被拒绝：{exc.message}")
+                # Refused — already undone, or the platform cannot now? A reversal of the 2207
+                # message answers unambiguously, and undoes the settlement if it still stands.
+                if not self._reverse_settlement(order, person, refusal=exc.message):
                     return False
             except UpstreamUnknown:
                 return False  # retried by the recovery worker
@@ -563,6 +682,25 @@ class PaymentEngine:
                          message=order.message or "医保结算未能完成，已为您办理退款。")
         return True
 
+    def _reverse_settlement(self, order: PaymentOrder, person, *, refusal: str) -> bool:
+        with self._uow() as uow:
+            settle_msgids = [step.key for step in uow.session.scalars(select(PaymentStep).where(
+                PaymentStep.order_no == order.order_no, PaymentStep.step == "2207")) if
+                step.detail.get("setl_id") == order.setl_id]
+        if not settle_msgids:
+            self._stuck(order.order_no, f"撤销医保结算被拒绝：{refusal}")
+            return False
+        try:
+            self._p.insurance.reverse(original_msgid=settle_msgids[-1], original_infno="2207",
+                                      psn_no=person.psn_no, insured_region=person.insured_region,
+                                      msgid=self._msgid(order.order_no, "2601"))
+        except UpstreamRefused as exc:
+            self._stuck(order.order_no, f"撤销医保结算被拒绝：{refusal}；冲正也被拒绝：{exc.message}")
+            return False
+        except UpstreamUnknown:
+            return False
+        return True
+
     # -- HIS posting ---------------------------------------------------------------------------------
     def _start_posting(self, order: PaymentOrder) -> bool:
         self._transition(order.order_no, PaymentState.POSTING)
@@ -575,6 +713,15 @@ class PaymentEngine:
         try:
             posted = self._p.his.post_payment(self._posting(order, key))
         except UpstreamRefused as exc:
+            # An earlier attempt whose reply was lost may have posted: HIS refuses the retry then
+            # (e.g. "already paid"), but keeps the first posting. Look before unwinding.
+            try:
+                posted = self._posted_under(order, key)
+            except UpstreamError:
+                self._end(key, "unknown", {"message": exc.message})
+                return False  # cannot tell now: ask again next round
+            if posted is not None:
+                return self._posted(order, key, posted)
             self._end(key, "refused", {"message": exc.message})
             target = PaymentState.UNWINDING if order.setl_id else PaymentState.REFUNDING
             self._transition(order_no, target, message=f"医院登记缴费未成功（{exc.message}），已为您办理退款。")
@@ -582,11 +729,21 @@ class PaymentEngine:
         except UpstreamUnknown:
             self._end(key, "unknown")
             return False  # the same key is retried: HIS posts once
+        return self._posted(order, key, posted)
+
+    def _posted(self, order: PaymentOrder, key: str, posted) -> bool:
         self._end(key, "succeeded", {"receipt_no": posted.receipt_no})
-        self._transition(order_no, PaymentState.COMPLETED, receipt_no=posted.receipt_no, message="缴费成功。",
-                         invoice_state="pending")
-        log.info("payment.completed", order_no=order_no, cash=str(order.cash))
+        self._transition(order.order_no, PaymentState.COMPLETED, receipt_no=posted.receipt_no, message="缴费成功。",
+                         invoice_state="pending",
+                         visit_state="kept" if order.visit_state == "open" else order.visit_state)
+        log.info("payment.completed", order_no=order.order_no, cash=str(order.cash))
         return True
+
+    def _posted_under(self, order: PaymentOrder, key: str):
+        """The HIS payment posted with ``key``, if one stands."""
+        since = as_utc(order.created_at) - timedelta(days=1)
+        return next((p for p in self._p.his.list_payments(patient_id=order.his_patient_id, since=since)
+                     if p.idempotency_key == key and p.status == "posted"), None)
 
     # -- e-invoice (after the bill is paid; failure never unwinds money) -------------------------------
     def _invoice(self, order: PaymentOrder) -> bool:
@@ -614,7 +771,7 @@ class PaymentEngine:
         if amount == ZERO:
             self._transition(order_no, PaymentState.REFUNDED,
                              message=order.message or "已撤销，未扣款。")
-            return False
+            return True
         refund_no = out_refund_no(order_no, 1)
         self._begin(order_no, "refund", refund_no, {"amount": str(amount)}, reuse=True)
         try:
@@ -633,12 +790,13 @@ class PaymentEngine:
         if result.state == "SUCCESS":
             self._end(refund_no, "succeeded")
             self._transition(order_no, PaymentState.REFUNDED, refunded_amount=order.refunded_amount + amount)
-            return False
+            return True
         # PROCESSING: the channel finishes it; the next round asks again
         queried = self._safe_query_refund(refund_no)
         if queried is not None and queried.state == "SUCCESS":
             self._end(refund_no, "succeeded")
             self._transition(order_no, PaymentState.REFUNDED, refunded_amount=order.refunded_amount + amount)
+            return True
         return False
 
     def _safe_query_refund(self, refund_no: str):
@@ -807,15 +965,23 @@ class PaymentEngine:
 
     def _update(self, order_no: str, *, target: PaymentState | None = None, details_patch: dict | None = None,
                 **fields) -> None:
+        now = self._clock.now()
         with self._uow() as uow:
             row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
+            held = _HELD.get()
+            if held is not None and held[0] == order_no:
+                if row.lease_owner != held[1]:
+                    raise LeaseLost(order_no)
+                row.lease_until = now + LEASE  # each step renews it
             if target is not None:
                 row.state = check_transition(PaymentState(row.state), target).value
+                if target in TERMINAL_STATES:
+                    row.active_key = None
             for name, value in fields.items():
                 setattr(row, name, value)
             if details_patch:
                 row.details = {**row.details, **details_patch}
-            row.updated_at = self._clock.now()
+            row.updated_at = now
             uow.commit()
 
     def _begin(self, order_no: str, step: str, key: str, detail: dict, *, reuse: bool = False) -> str:
@@ -843,20 +1009,49 @@ class PaymentEngine:
     def _past_deadline(self, order: PaymentOrder) -> bool:
         return order.pay_deadline is not None and self._clock.now() >= as_utc(order.pay_deadline)
 
-    def _lease(self, order_no: str) -> bool:
-        now = self._clock.now()
-        with self._uow() as uow:
-            result = uow.session.execute(update(PaymentOrder).where(
-                PaymentOrder.order_no == order_no,
-                or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now,
-                    PaymentOrder.lease_owner == self._owner),
-            ).values(lease_owner=self._owner, lease_until=now + LEASE))
-            uow.commit()
-            return result.rowcount == 1
+    def _token(self) -> str:
+        return f"{self._owner}-{secrets.token_hex(4)}"
 
-    def _release(self, order_no: str) -> None:
+    @contextmanager
+    def _driving(self, order_no: str, *, wait: float = 0.0, token: str | None = None) -> Iterator[bool]:
+        """Hold the order's lease for the block (yields False when someone else drives it).
+
+        The lease belongs to this block, not to the engine: two requests of one process, or a
+        request and the recovery worker, never drive one order at once.
+        """
+        token = token or self._lease(order_no, wait=wait)
+        if token is None:
+            yield False
+            return
+        reset = _HELD.set((order_no, token))
+        try:
+            yield True
+        except LeaseLost:
+            log.warning("payment.lease_lost", order_no=order_no)
+        finally:
+            _HELD.reset(reset)
+            self._release(order_no, token)
+
+    def _lease(self, order_no: str, *, wait: float = 0.0) -> str | None:
+        token = self._token()
+        give_up = time.monotonic() + wait
+        while True:
+            now = self._clock.now()
+            with self._uow() as uow:
+                result = uow.session.execute(update(PaymentOrder).where(
+                    PaymentOrder.order_no == order_no,
+                    or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
+                ).values(lease_owner=token, lease_until=now + LEASE))
+                uow.commit()
+            if result.rowcount == 1:
+                return token
+            if time.monotonic() >= give_up:
+                return None
+            time.sleep(0.05)
+
+    def _release(self, order_no: str, token: str) -> None:
         with self._uow() as uow:
             uow.session.execute(update(PaymentOrder).where(
-                PaymentOrder.order_no == order_no, PaymentOrder.lease_owner == self._owner
+                PaymentOrder.order_no == order_no, PaymentOrder.lease_owner == token
             ).values(lease_owner=None, lease_until=None))
             uow.commit()

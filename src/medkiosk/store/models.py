@@ -178,7 +178,8 @@ class PaymentOrder(Base):
 
     __tablename__ = "payment_orders"
     __table_args__ = (Index("ix_payment_orders_state_lease", "state", "lease_until"),
-                      Index("ix_payment_orders_patient", "patient_id", "created_at"))
+                      Index("ix_payment_orders_patient", "patient_id", "created_at"),
+                      Index("ix_payment_orders_followups", "visit_state", "invoice_state"))
 
     order_no: Mapped[str] = mapped_column(String(32), primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
@@ -208,6 +209,10 @@ class PaymentOrder(Base):
     receipt_no: Mapped[str | None] = mapped_column(String(40))
     invoice_no: Mapped[str | None] = mapped_column(String(40))
     invoice_state: Mapped[str] = mapped_column(String(12), default="none")
+    visit_state: Mapped[str] = mapped_column(String(12), default="none", server_default="none",
+                                             doc="the insurance visit (2201): none, open, kept or withdrawn")
+    active_key: Mapped[str | None] = mapped_column(
+        String(90), unique=True, doc="patient:visit while the order is unfinished: one order in flight per visit")
     anomaly: Mapped[str | None] = mapped_column(String(40))
     message: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict] = mapped_column(default=dict, doc="masked display data: items, split lines")
