@@ -324,3 +324,18 @@ router = APIRouter()
 router.include_router(device_router)
 router.include_router(pages)
 router.include_router(api)
+
+
+def background_tasks(container: Container, every: Callable[..., Any]) -> list[Any]:
+    """What ``create_app`` runs: the rollout gates, and the daily purge of old device logs."""
+    import asyncio
+
+    settings = container.settings
+    tasks = []
+    if settings.release_evaluate_seconds > 0:
+        tasks.append(asyncio.create_task(every(settings.release_evaluate_seconds, "release_gates",
+                                               ReleaseService.from_container(container).evaluate)))
+    retention = timedelta(days=settings.log_retention_days)
+    tasks.append(asyncio.create_task(every(3600, "device_log_retention",
+                                           lambda: LogService.from_container(container).purge(retention))))
+    return tasks
