@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     # Staff sessions.
     staff_session_hours: int = Field(default=8, ge=1, le=24)
 
+    # Releases and device logs (docs/releases.md, docs/logs.md).
+    release_public_keys: str = Field(default="", description="release keys (base64, comma-separated) whose "
+                                                             "signatures publishing accepts")
+    release_evaluate_seconds: float = Field(default=15, ge=0, description="rollout gate period; 0 = never")
+    log_retention_days: int = Field(default=30, ge=1, le=3650, description="device log lines kept this long")
+
     @model_validator(mode="before")
     @classmethod
     def _secrets_from_files(cls, values: dict) -> dict:

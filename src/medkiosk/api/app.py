@@ -16,6 +16,7 @@ from medkiosk import __version__
 from medkiosk.api import reconciliation as reconciliation_api
 from medkiosk.api import documents as documents_api
 from medkiosk.api import exams as exams_api
+from medkiosk.api import operations_releases
 from medkiosk.api import device, kiosk, payments, staff
 from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
@@ -43,6 +44,7 @@ def _background_tasks(container: Container) -> list[asyncio.Task]:
         # Forget device nonces whose timestamps alone now refuse a replay.
         asyncio.create_task(_every(HOUSEKEEPING_SECONDS, "housekeeping", container.devices.purge_nonces)),
     ]
+    tasks += operations_releases.background_tasks(container, _every)
     if settings.reconcile_at:
         # Reconcile yesterday every day at MEDKIOSK_RECONCILE_AT, hospital time (docs/reconciliation.md).
         from medkiosk.services.reconciliation import run_daily
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(documents_api.router)
     app.include_router(reconciliation_api.router)
     app.include_router(staff.router)
+    app.include_router(operations_releases.router)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
 
     @app.exception_handler(HTTPException)
