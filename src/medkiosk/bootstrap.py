@@ -17,10 +17,12 @@ from medkiosk.adapters.insurance.port import InsurancePort
 from medkiosk.adapters.payment.http import PaymentChannelHttpAdapter
 from medkiosk.domain.session import SessionClock
 from medkiosk.security.crypto import FieldCipher
+from medkiosk.services.checkin import CheckInService
 from medkiosk.services.clock import Clock
 from medkiosk.services.devices import DeviceService
 from medkiosk.services.identify import IdentifyService
 from medkiosk.services.payments import PaymentEngine, Ports
+from medkiosk.services.queues import QueueService
 from medkiosk.services.sessions import SessionService
 from medkiosk.settings import Settings
 from medkiosk.store.db import make_engine, make_session_factory
@@ -43,6 +45,8 @@ class Container:
     sessions: SessionService
     identify: IdentifyService
     payments: PaymentEngine
+    queues: QueueService | None = None
+    checkin: CheckInService | None = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
@@ -84,5 +88,8 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
     payments = PaymentEngine(uow_factory, clock, cipher, sessions, Ports(his, insurance, channel, einvoice),
                              hospital_name=settings.hospital_name, executor=executor,
                              pay_window=timedelta(seconds=settings.pay_window_seconds))
-    return Container(settings, engine, session_factory, clock, cipher, his, insurance, channel, einvoice, executor,
-                     devices, sessions, identify, payments)
+    container = Container(settings, engine, session_factory, clock, cipher, his, insurance, channel, einvoice,
+                          executor, devices, sessions, identify, payments)
+    container.queues = QueueService(uow_factory, clock, tz=settings.tz)
+    container.checkin = CheckInService(clock, his, sessions, container.queues)
+    return container

@@ -15,7 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from medkiosk import __version__
 from medkiosk.api import reconciliation as reconciliation_api
 from medkiosk.api import documents as documents_api
+from medkiosk.api import checkin as checkin_api
 from medkiosk.api import exams as exams_api
+from medkiosk.api import queues as queues_api
 from medkiosk.api import operations_releases
 from medkiosk.api import device, kiosk, payments, staff
 from medkiosk.bootstrap import Container, build_container
@@ -50,6 +52,9 @@ def _background_tasks(container: Container) -> list[asyncio.Task]:
         from medkiosk.services.reconciliation import run_daily
 
         tasks.append(asyncio.create_task(run_daily(container)))
+    # Tell the HIS of check-ins it did not confirm (slow or down when the patient checked in).
+    tasks.append(asyncio.create_task(_every(HOUSEKEEPING_SECONDS / 2, "checkin_his_retry",
+                                            container.checkin.tell_his_again)))
     if settings.recovery_seconds > 0:
         # Resume or unwind payments nobody is driving (crash, timeout, restart, abandoned QR).
         tasks.append(asyncio.create_task(_every(
@@ -81,10 +86,13 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(payments.router)
     app.include_router(exams_api.router)
     app.include_router(documents_api.router)
+    app.include_router(checkin_api.router)
+    app.include_router(queues_api.router)
     app.include_router(reconciliation_api.router)
     app.include_router(staff.router)
     app.include_router(operations_releases.router)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
+    app.mount("/static/board", queues_api.board_static(), name="board-static")
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:

@@ -25,7 +25,7 @@ OUTPATIENT_TILES = (
     ServiceTile("register", "当日挂号", "选科室、选医生、取号"),
     ServiceTile("appointment_pickup", "预约取号", "取已在手机或电话预约的号"),
     ServiceTile("payment", "门诊缴费", "缴纳处方、检查、检验费用", available=True),
-    ServiceTile("check_in", "报到", "就诊或检查前报到排队"),
+    ServiceTile("check_in", "报到", "就诊前报到排队", available=True),
     ServiceTile("exam_booking", "检查预约", "CT、核磁、超声、心电图", available=True),
     ServiceTile("reports", "报告打印", "打印检验、检查报告", available=True),
     ServiceTile("reprint", "补打单据", "补打检查申请单、处方底方", available=True),

@@ -53,6 +53,8 @@ class Role(StrEnum):
     """财务: the finance office; payments and reconciliation (their pages come with payments)."""
     AUDITOR = "auditor"
     """审计: reads the audit trail and changes nothing."""
+    DOCTOR = "doctor"
+    """医生: calls patients from their department's waiting queue to a consulting room."""
 
 
 class Permission(StrEnum):
@@ -74,13 +76,18 @@ class Permission(StrEnum):
     """Mark a reconciliation discrepancy resolved, with a note of what was done."""
     READ_AUDIT = "read_audit"
     """Read and verify the audit trail."""
+    CALL_PATIENTS = "call_patients"
+    """Call the next patient, recall, mark missed or done (the doctor's queue page)."""
+    MANAGE_QUEUES = "manage_queues"
+    """Set a department's queue rules and the waiting area (zone) its board belongs to."""
 
 
 # A person with two jobs gets two roles; a role never grows to cover someone's second job.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ENGINEER: frozenset({Permission.VIEW_DEVICES, Permission.VIEW_EVENTS, Permission.HANDLE_EVENTS}),
     Role.IT_ADMIN: frozenset({Permission.MANAGE_STAFF, Permission.MANAGE_DEVICES, Permission.VIEW_DEVICES,
-                              Permission.VIEW_EVENTS, Permission.READ_AUDIT}),
+                              Permission.VIEW_EVENTS, Permission.READ_AUDIT, Permission.MANAGE_QUEUES}),
+    Role.DOCTOR: frozenset({Permission.CALL_PATIENTS}),
     Role.FINANCE: frozenset({Permission.VIEW_PAYMENTS, Permission.VIEW_RECONCILIATION,
                              Permission.RESOLVE_DISCREPANCIES}),
     Role.AUDITOR: frozenset({Permission.READ_AUDIT, Permission.VIEW_RECONCILIATION}),
