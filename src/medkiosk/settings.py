@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     # Staff sessions.
     staff_session_hours: int = Field(default=8, ge=1, le=24)
 
+    # Operations: monitoring and alerts (docs/operations-platform.md).
+    ops_evaluation_seconds: float = Field(default=2, ge=0, description="alert evaluation period; 0 = never")
+    ops_probe_seconds: float = Field(default=15, ge=0, description="upstream health probe period; 0 = never")
+    ops_heartbeat_grace_seconds: int = Field(default=10, ge=0, le=600)
+    ops_offline_for_seconds: int = Field(default=30, ge=5, le=3600)
+    ops_business_hours: str = Field(default="1-5 07:00-18:00; 6-7 08:00-12:00",
+                                    description="ISO weekdays and hours, ';' between windows")
+
     # Releases and device logs (docs/releases.md, docs/logs.md).
     release_public_keys: str = Field(default="", description="release keys (base64, comma-separated) whose "
                                                              "signatures publishing accepts")

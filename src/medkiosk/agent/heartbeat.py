@@ -7,6 +7,7 @@ failed beat is logged and the next period tries again.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -30,6 +31,34 @@ def peripheral_report(drivers: Drivers) -> dict[str, dict[str, Any]]:
     return report
 
 
+def system_load() -> dict[str, float]:
+    """CPU, memory and disk use in percent, via psutil when it is installed (it is a dependency)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - an agent without psutil still beats
+        return {}
+    try:
+        return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": psutil.virtual_memory().percent,
+                "disk_percent": psutil.disk_usage("/").percent}
+    except OSError:
+        return {}
+
+
+class Counters:
+    """Business calls and failures since the agent started; the service takes their increase."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.transactions = 0
+        self.failures = 0
+
+    def record(self, *, ok: bool) -> None:
+        with self._lock:
+            self.transactions += 1
+            if not ok:
+                self.failures += 1
+
+
 class Heartbeat:
     def __init__(self, client: ServiceClient, drivers: Drivers, *, period: float, software_version: str) -> None:
         self.client = client
@@ -40,6 +69,7 @@ class Heartbeat:
         self.screen: str | None = None
         self.sent = 0
         self.failed = 0
+        self.counters = Counters()
 
     def body(self) -> dict[str, Any]:
         return {
@@ -47,6 +77,8 @@ class Heartbeat:
             "uptime_seconds": int(time.monotonic() - self.started),
             "peripherals": peripheral_report(self.drivers),
             "screen": self.screen or "",
+            "telemetry": {**system_load(), "transactions": self.counters.transactions,
+                          "failures": self.counters.failures},
         }
 
     def beat(self) -> None:

@@ -19,9 +19,10 @@ from medkiosk.api import checkin as checkin_api
 from medkiosk.api import exams as exams_api
 from medkiosk.api import queues as queues_api
 from medkiosk.api import operations_releases
-from medkiosk.api import device, kiosk, payments, staff
+from medkiosk.api import device, kiosk, operations, payments, staff
 from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
+from medkiosk.services.operations import operations_of
 from medkiosk.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -60,6 +61,14 @@ def _background_tasks(container: Container) -> list[asyncio.Task]:
         tasks.append(asyncio.create_task(_every(
             settings.recovery_seconds, "payment_recovery",
             lambda: container.payments.recover(older_than=timedelta(seconds=settings.recovery_seconds)))))
+    ops = operations_of(container)
+    # Alerts: evaluate rules, notify; upstream probes; telemetry history retention.
+    if settings.ops_evaluation_seconds > 0:
+        tasks.append(asyncio.create_task(_every(settings.ops_evaluation_seconds, "alert_evaluation",
+                                                ops.alerts.evaluate)))
+    if settings.ops_probe_seconds > 0:
+        tasks.append(asyncio.create_task(_every(settings.ops_probe_seconds, "upstream_probe", ops.probe)))
+    tasks.append(asyncio.create_task(_every(HOUSEKEEPING_SECONDS * 10, "telemetry_retention", ops.housekeeping)))
     return tasks
 
 
@@ -90,6 +99,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(queues_api.router)
     app.include_router(reconciliation_api.router)
     app.include_router(staff.router)
+    app.include_router(operations.router)
     app.include_router(operations_releases.router)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
     app.mount("/static/board", queues_api.board_static(), name="board-static")

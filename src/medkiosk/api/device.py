@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+import asyncio
 
-from medkiosk.api.deps import authenticated_device, container
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field, ValidationError
+
+from medkiosk.api.deps import authenticated_device, container, signed_path
 from medkiosk.bootstrap import Container
-from medkiosk.services.devices import AuthenticatedDevice
+from medkiosk.services.devices import AuthenticatedDevice, DeviceAuthError
 from medkiosk.services.identify import MediumRead
+from medkiosk.services.monitoring import SignedBeat
+from medkiosk.services.operations import operations_of
 
 router = APIRouter(prefix="/api/device", tags=["device"])
 
@@ -29,11 +33,22 @@ class PeripheralState(BaseModel):
     model_config = {"extra": "allow"}
 
 
+class Telemetry(BaseModel):
+    """Load and counters; the counters are cumulative since the agent started."""
+
+    cpu_percent: float | None = Field(default=None, ge=0, le=100)
+    memory_percent: float | None = Field(default=None, ge=0, le=100)
+    disk_percent: float | None = Field(default=None, ge=0, le=100)
+    transactions: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
+
+
 class Heartbeat(BaseModel):
     software_version: str = Field(default="", max_length=40)
     uptime_seconds: int = Field(default=0, ge=0)
     screen: str = Field(default="", max_length=60)
-    peripherals: dict[str, PeripheralState] = Field(default_factory=dict)
+    peripherals: dict[str, PeripheralState] = Field(default_factory=dict, max_length=20)
+    telemetry: Telemetry = Field(default_factory=Telemetry)
 
 
 @router.post("/identify")
@@ -49,9 +64,19 @@ def identify_first_visit(body: FirstVisit, device: Device, services: Services) -
 
 
 @router.post("/heartbeat")
-def heartbeat(body: Heartbeat, device: Device, services: Services) -> dict[str, Any]:
-    """Store the device's current state (peripherals, version, screen)."""
-    at = services.devices.record_heartbeat(
-        device, software_version=body.software_version, uptime_seconds=body.uptime_seconds, screen=body.screen,
-        peripherals={name: p.model_dump() for name, p in body.peripherals.items()})
+async def heartbeat(request: Request, services: Services) -> dict[str, Any]:
+    """Store the device's current state and telemetry (signature checked, written in batches)."""
+    body = await request.body()
+    try:
+        parsed = Heartbeat.model_validate_json(body).model_dump() if body else Heartbeat().model_dump()
+    except ValidationError:
+        parsed = None
+    beat = SignedBeat(request.headers, request.method, signed_path(request), body, parsed,
+                      request.client.host if request.client else "")
+    try:
+        at = await asyncio.wrap_future(operations_of(services).monitoring.submit(beat))
+    except DeviceAuthError as exc:
+        raise HTTPException(401, {"message": "设备认证失败", "reason": exc.reason}) from exc
+    if parsed is None:
+        raise HTTPException(422, {"message": "请求内容不正确", "next_step": "请检查设备代理版本"})
     return {"received_at": at.isoformat()}
