@@ -329,3 +329,53 @@ def test_when_the_channel_cannot_create_the_qr_order_nothing_is_charged(world):
     world.fault("payment", operation="qr.create", kind="error", count=1)
     result = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
     assert result["state"] == "closed" and "未扣款" in result["message"]
+
+
+def test_a_payment_code_shown_while_the_qr_code_is_on_screen_closes_the_qr_order_and_charges_the_code(world):
+    kiosk = world.kiosk
+    visit, order = self_pay_order(world)
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    done = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay",
+                      {"method": "payment_code", "auth_code": "130012345678901234"})
+    assert done["state"] == "completed", done
+    assert world.container.channel.query(f"{order['order_no']}P1").state == "CLOSED"
+    charged = world.container.channel.query(f"{order['order_no']}P2")
+    assert charged.state == "SUCCESS" and charged.amount == Decimal(visit["total"])
+    assert world.order(order["order_no"]).out_trade_no == f"{order['order_no']}P2"
+
+
+def test_a_qr_code_paid_just_before_a_payment_code_is_shown_is_not_charged_twice(world):
+    kiosk = world.kiosk
+    visit, order = self_pay_order(world)
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    done = kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay",
+                      {"method": "payment_code", "auth_code": "130012345678901234"})
+    assert done["state"] == "completed" and done["paid_amount"] == visit["total"]
+    assert world.container.channel.query(f"{order['order_no']}P2") is None
+
+
+def test_starting_a_visits_bill_again_closes_the_unconfirmed_attempt(world):
+    kiosk = world.kiosk
+    world.kiosk.insert_insurance_card("local_resident")
+    visit = world.first_visit_with_items(kiosk.get("/api/kiosk/payments/bills"))
+    first = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "insurance"})
+    assert Decimal(first["split"]["cash"]) > 0
+    kiosk.post(f"/api/kiosk/payments/{first['order_no']}/pay", {"method": "qr"})
+    again = kiosk.post("/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "insurance"})
+    assert again["state"] == "presettled", again["message"]
+    earlier = world.order(first["order_no"])
+    assert earlier.state == "closed" and earlier.visit_state == "withdrawn" and earlier.paid_amount == 0
+    assert world.container.channel.query(f"{first['order_no']}P1").state == "CLOSED"
+
+
+def test_a_second_bill_for_a_visit_whose_payment_is_being_settled_is_refused(world):
+    kiosk = world.kiosk
+    visit, order = self_pay_order(world)
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    world.fault("his", operation="payments.post", kind="timeout", count=3)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "posting"
+    refused = kiosk.request("POST", "/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
+    assert refused.status_code == 409 and "正在处理" in refused.json()["message"]
+    assert world.order(order["order_no"]).state == "posting"
