@@ -9,6 +9,8 @@ import { DemoPanel } from "./demo-panel.js";
 import { clear, h, icon, replaceChildren } from "./dom.js";
 import { formatDate, formatTime, formatYuan, T } from "./messages.js";
 import { PaymentFlow } from "./payment.js";
+import { DocumentFlow } from "./documents.js";
+import { ExamFlow } from "./exams.js";
 import {
   homeScreen, identifyScreen, menuScreen, phoneScreen, refusedScreen, showInlineError, startingScreen,
 } from "./screens.js";
@@ -60,6 +62,23 @@ const payment = new PaymentFlow({
   say: (text) => say(text),
   announce: (text) => announce(text),
 });
+
+// Exam booking and the A4 papers: same navigation as payment, no money, no insurance notice.
+const flowApp = {
+  show: (name, params, opts) => show(name, params, opts),
+  setStack: (entries) => {
+    state.stack = entries;
+    render(current());
+  },
+  backTo,
+  home: () => goHome(),
+  sessionGone: () => endSession("gone"),
+  say: (text) => say(text),
+};
+const exams = new ExamFlow(flowApp);
+const documents = new DocumentFlow(flowApp);
+/** Screens without money: the patient bar hides the insurance category (跨省异地医保 …) there (tender #2). */
+const hidesCategory = (name) => exams.owns(name) || documents.owns(name);
 
 // ---- start ----------------------------------------------------------------------------------
 
@@ -143,6 +162,8 @@ function tickClock() {
 function render(entry) {
   const { name, params = {} } = entry;
   payment.stop();  // the payment screen on display (if any) stops polling; its order stays open
+  exams.stop();
+  documents.stop();
   let node;
   switch (name) {
     case "home":
@@ -164,8 +185,12 @@ function render(entry) {
       node = menuScreen({ services: state.config.services, onTile: chooseTile });
       break;
     default:
-      node = payment.owns(name) ? payment.render(entry) : startingScreen(Boolean(params.failed));
+      if (payment.owns(name)) node = payment.render(entry);
+      else if (exams.owns(name)) node = exams.render(entry);
+      else if (documents.owns(name)) node = documents.render(entry);
+      else node = startingScreen(Boolean(params.failed));
   }
+  showCategory(!hidesCategory(name));
   clear(ui.screen);
   ui.screen.append(node);
   ui.screen.scrollTop = 0;
@@ -258,6 +283,11 @@ function chooseTile(service) {
     show("pay-bills");
     return;
   }
+  const screens = { exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
+  if (screens[service.key]) {
+    show(screens[service.key]);
+    return;
+  }
   // No service screen is wired into this page yet: say so kindly rather than fail.
   openInfo({ title: T.comingSoonTitle(service.name), body: T.comingSoonBody, next: T.comingSoonNext,
     iconName: "info", testid: "coming-soon-dialog" });
@@ -337,6 +367,8 @@ function startSession(session) {
   state.session = session;
   stopPolling();
   payment.forget();
+  exams.forget();
+  documents.forget();
   closeInfoDialog();
   renderPatientBar(session);
   clock.start(session);
@@ -380,6 +412,14 @@ function renderPatientBar(session) {
   }
 }
 
+/** The patient bar's insurance category chip, shown or (on exam and paper screens) emptied and hidden. */
+function showCategory(visible) {
+  const chip = document.querySelector("[data-testid='patient-category']");
+  if (!chip || !state.session) return;
+  chip.hidden = !visible;
+  chip.textContent = visible ? state.session.category_label : "";
+}
+
 function showCountdown(left) {
   const el = $("session-countdown");
   el.textContent = T.countdown(left);
@@ -420,6 +460,8 @@ async function endSession(reason) {
     await Promise.race([payment.abandon(), pause(ABANDON_WAIT_MS)]);
   }
   payment.forget();
+  exams.forget();
+  documents.forget();
   if (hadSession && reason !== "gone") {
     await api.logout(reason === "idle" ? "idle" : undefined).catch(() => {});
   }
