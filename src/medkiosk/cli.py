@@ -17,6 +17,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(staff_app, name="staff")
 app.add_typer(device_app, name="device")
 
+from medkiosk.cli_releases import logs_app, release_app  # noqa: E402 - after the app they join
+
+app.add_typer(release_app, name="release")
+app.add_typer(logs_app, name="logs")
+
 
 class SimulatorName(StrEnum):
     his = "his"

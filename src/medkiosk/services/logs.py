@@ -52,7 +52,7 @@ def _parse_time(value: Any, fallback: datetime) -> datetime:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return fallback
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return as_utc(parsed).astimezone(timezone.utc)
     return fallback
 
 
@@ -136,10 +136,11 @@ class LogService:
         statement = select(DeviceLogLine).order_by(DeviceLogLine.at.desc(), DeviceLogLine.id.desc())
         if query.device_id:
             statement = statement.where(DeviceLogLine.device_id == query.device_id)
+        # Compared in UTC: SQLite compares the stored text, so every value must share one offset.
         if query.since:
-            statement = statement.where(DeviceLogLine.at >= query.since)
+            statement = statement.where(DeviceLogLine.at >= as_utc(query.since).astimezone(timezone.utc))
         if query.until:
-            statement = statement.where(DeviceLogLine.at < query.until)
+            statement = statement.where(DeviceLogLine.at < as_utc(query.until).astimezone(timezone.utc))
         if query.level:
             statement = statement.where(DeviceLogLine.level.in_(levels_at_least(query.level)))
         if query.session_id:

@@ -10,7 +10,7 @@ forced.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -54,6 +54,8 @@ class MajorEventService:
         if ends_at <= starts_at:
             raise MajorEventError("结束时间必须晚于开始时间")
         values = {**DEFAULT_MAJOR_EVENT_THRESHOLDS, **dict(thresholds or {})}
+        # Stored in UTC: SQLite compares the stored text, so every row must share one offset.
+        starts_at, ends_at = as_utc(starts_at).astimezone(timezone.utc), as_utc(ends_at).astimezone(timezone.utc)
         with self._uow() as uow:
             row = MajorEvent(name=name, starts_at=starts_at, ends_at=ends_at, thresholds=values, note=note.strip(),
                              created_by=actor, created_at=self._clock.now())
@@ -78,7 +80,7 @@ class MajorEventService:
 
     def active(self, now: datetime | None = None) -> MajorEventPeriod | None:
         """The period in force now (the one ending last when periods overlap), or ``None``."""
-        now = now or self._clock.now()
+        now = as_utc(now or self._clock.now()).astimezone(timezone.utc)
         with self._uow() as uow:
             row = uow.session.scalars(
                 select(MajorEvent).where(MajorEvent.cancelled_at.is_(None), MajorEvent.starts_at <= now,
