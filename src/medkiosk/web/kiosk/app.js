@@ -11,6 +11,7 @@ import { formatDate, formatTime, formatYuan, T } from "./messages.js";
 import { PaymentFlow } from "./payment.js";
 import { DocumentFlow } from "./documents.js";
 import { ExamFlow } from "./exams.js";
+import { CheckInFlow } from "./checkin.js";
 import {
   homeScreen, identifyScreen, menuScreen, phoneScreen, refusedScreen, showInlineError, startingScreen,
 } from "./screens.js";
@@ -77,8 +78,15 @@ const flowApp = {
 };
 const exams = new ExamFlow(flowApp);
 const documents = new DocumentFlow(flowApp);
+// Check-in (报到): shows the queue number for a few seconds, then ends the session by itself.
+const checkin = new CheckInFlow({
+  show: (name, params, opts) => show(name, params, opts),
+  sessionGone: () => endSession("gone"),
+  finish: () => endSession("logout"),
+  say: (text) => say(text),
+});
 /** Screens without money: the patient bar hides the insurance category (跨省异地医保 …) there (tender #2). */
-const hidesCategory = (name) => exams.owns(name) || documents.owns(name);
+const hidesCategory = (name) => exams.owns(name) || documents.owns(name) || checkin.owns(name);
 
 // ---- start ----------------------------------------------------------------------------------
 
@@ -164,6 +172,7 @@ function render(entry) {
   payment.stop();  // the payment screen on display (if any) stops polling; its order stays open
   exams.stop();
   documents.stop();
+  checkin.stop();
   let node;
   switch (name) {
     case "home":
@@ -188,6 +197,7 @@ function render(entry) {
       if (payment.owns(name)) node = payment.render(entry);
       else if (exams.owns(name)) node = exams.render(entry);
       else if (documents.owns(name)) node = documents.render(entry);
+      else if (checkin.owns(name)) node = checkin.render(entry);
       else node = startingScreen(Boolean(params.failed));
   }
   showCategory(!hidesCategory(name));
@@ -283,7 +293,7 @@ function chooseTile(service) {
     show("pay-bills");
     return;
   }
-  const screens = { exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
+  const screens = { check_in: "checkin", exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
   if (screens[service.key]) {
     show(screens[service.key]);
     return;

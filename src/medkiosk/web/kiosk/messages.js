@@ -320,3 +320,32 @@ export const DEMO = {
   failed: (msg) => `未成功：${msg}`,
   loadFailed: "演示人物加载失败",
 };
+
+/** Check-in (报到). */
+export const CHECKIN = {
+  heading: "报到",
+  loading: "正在查询您今天的挂号…",
+  lead: "请选择要报到的号，按“确认报到”即可排队候诊。",
+  none: "您今天没有可以报到的挂号",
+  noneNext: "如已在窗口或手机上挂号，请到分诊台或人工窗口咨询。",
+  problemTitle: "暂时无法报到",
+  retry: "重新查询",
+  go: "确认报到",
+  going: "正在报到…",
+  queueNo: (no) => `${no} 号`,
+  doctor: (name) => `医生：${name}`,
+  window: (label, window) => (window ? `${label} ${window}` : label),
+  checkedIn: "已报到",
+  resultTitle: "报到成功",
+  yourNumber: "您的候诊号",
+  position: (n) => `排第 ${n} 位`,
+  ahead: (n) => (n > 0 ? `前面还有 ${n} 人` : "下一位就是您，请留意叫号"),
+  called: "医生已叫您的号，请尽快到诊室就诊",
+  place: (department, location) => `请到 ${department}（${location}）候诊区等候叫号`,
+  rejoinedReturning: "回诊报到：已为您优先排队",
+  rejoinedMissed: "过号重新报到：已按规则为您重新排队",
+  already: "您已经报过到了，无需重复报到",
+  leaving: (s) => `${s} 秒后自动退出，并清除您的信息`,
+  finish: "完成，退出",
+  say: (no, ahead) => `报到成功，您是${no}号，${ahead > 0 ? `前面还有${ahead}人` : "请留意叫号"}`,
+};

@@ -1,0 +1,178 @@
+// Check-in (报到): today's registrations → 确认报到 → the queue number and position, then the page
+// clears the patient's data and goes home on its own. Two taps from the menu: 报到, 确认报到.
+//
+// Nothing here mentions insurance: app.js leaves the patient bar's category, balance and notices
+// out while these screens show. A cross-region patient checks in exactly like anyone else.
+
+import { ApiError } from "./api.js";
+import { h, icon } from "./dom.js";
+import { CHECKIN, T } from "./messages.js";
+
+const SCREENS = new Set(["checkin", "checkin-result"]);
+const BASE = "/local/api/kiosk/checkin";
+
+async function call(method, body) {
+  let response;
+  try {
+    response = await fetch(BASE, {
+      method, cache: "no-store", credentials: "same-origin",
+      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(T.networkError, T.networkNext);
+  }
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  if (!response.ok) {
+    throw new ApiError((data && data.message) || T.networkError, (data && data.next_step) || T.genericNext,
+      response.status, data);
+  }
+  return data;
+}
+
+function heading(text) {
+  return h("h1", { class: "screen-title", tabindex: "-1" }, text);
+}
+
+export class CheckInFlow {
+  /**
+   * @param {object} app what the flow may ask of the page (app.js)
+   * @param {(name: string, params?: object, opts?: object) => void} app.show
+   * @param {() => void} app.sessionGone   the service ended the session
+   * @param {() => void} app.finish        check-in shown: end the session, clear everything, go home
+   * @param {(text: string) => void} app.say
+   */
+  constructor(app) {
+    this.app = app;
+    this.gen = 0;
+    this.timers = [];
+  }
+
+  owns(name) {
+    return SCREENS.has(name);
+  }
+
+  /** Stop the countdown of the screen on display. */
+  stop() {
+    this.gen += 1;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers = [];
+  }
+
+  render({ name, params = {} }) {
+    return name === "checkin-result" ? this.resultView(params) : this.listView();
+  }
+
+  listView() {
+    const gen = this.gen;
+    const host = h("section", { class: "screen checkin", dataset: { screen: "checkin", testid: "checkin" } },
+      heading(CHECKIN.heading),
+      h("p", { class: "waiting", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), CHECKIN.loading));
+    call("GET").then((today) => {
+      if (gen === this.gen) host.replaceWith(this.listScreen(today.registrations || []));
+    }, (err) => {
+      if (gen !== this.gen) return;
+      if (err.sessionEnded) { this.app.sessionGone(); return; }
+      host.replaceWith(this.problemScreen(err));
+    });
+    return host;
+  }
+
+  listScreen(registrations) {
+    const error = h("p", { class: "inline-error", role: "alert", hidden: true, dataset: { testid: "checkin-error" } });
+    const cards = registrations.map((r) => this.card(r, error));
+    return h("section", { class: "screen checkin", dataset: { screen: "checkin", testid: "checkin" } },
+      heading(CHECKIN.heading),
+      registrations.length ? h("p", { class: "lead" }, CHECKIN.lead) : null,
+      registrations.length
+        ? h("ul", { class: "checkin-list", dataset: { testid: "checkin-list" } }, cards)
+        : h("div", { class: "panel checkin-none", dataset: { testid: "checkin-none" } },
+          h("p", { class: "checkin-none-title" }, CHECKIN.none), h("p", { class: "next-step" }, CHECKIN.noneNext)),
+      error);
+  }
+
+  card(r, error) {
+    const open = r.status === "open";
+    const button = open ? h("button", {
+      type: "button", class: "btn btn-primary btn-xl", dataset: { testid: `checkin-go-${r.registration_no}` },
+      onclick: () => this.checkIn(r, button, error),
+    }, icon("svc-checkin", "icon"), CHECKIN.go) : null;
+    return h("li", { class: ["panel", "checkin-card", !open && "is-muted"], dataset: { testid: `checkin-${r.registration_no}`, status: r.status } },
+      h("div", { class: "checkin-what" },
+        h("p", { class: "checkin-department" }, r.department_name),
+        h("p", { class: "checkin-facts" }, CHECKIN.window(r.half_day_label, r.window), " · ", CHECKIN.queueNo(r.queue_no),
+          r.doctor_name ? ` · ${CHECKIN.doctor(r.doctor_name)}` : ""),
+        r.location ? h("p", { class: "checkin-place" }, r.location) : null,
+        r.note ? h("p", { class: "checkin-note", dataset: { testid: `checkin-note-${r.registration_no}` } }, r.note) : null),
+      button);
+  }
+
+  async checkIn(r, button, error) {
+    if (button.disabled) return;
+    button.disabled = true;
+    button.lastChild.textContent = CHECKIN.going;
+    error.hidden = true;
+    try {
+      const result = await call("POST", { registration_no: r.registration_no });
+      this.app.show("checkin-result", { result });
+    } catch (err) {
+      if (err.sessionEnded) { this.app.sessionGone(); return; }
+      if (!button.isConnected) return;
+      error.textContent = [err.message, err.nextStep].filter(Boolean).join(" ");
+      error.hidden = false;
+      button.disabled = false;
+      button.lastChild.textContent = CHECKIN.go;
+    }
+  }
+
+  problemScreen(err) {
+    return h("section", { class: "screen checkin", dataset: { screen: "checkin", testid: "checkin" } },
+      h("div", { class: "panel refused-panel" },
+        icon("info", "refused-icon"),
+        heading(CHECKIN.problemTitle),
+        h("p", { class: "refused-message", dataset: { testid: "checkin-problem" } }, err.message),
+        err.nextStep ? h("div", { class: "next-step" }, h("span", { class: "next-step-label" }, T.nextStepLabel),
+          h("span", {}, err.nextStep)) : null,
+        h("button", { type: "button", class: "btn btn-primary btn-xl", onclick: () => this.app.show("checkin", {}, { replace: true }) },
+          CHECKIN.retry)));
+  }
+
+  /** The number and the place in line for a few seconds; then the session ends by itself. */
+  resultView({ result }) {
+    const entry = result.entry;
+    let left = Math.max(3, Math.min(10, Number(result.result_seconds) || 8));
+    const countdown = h("p", { class: "checkin-leaving", dataset: { testid: "checkin-leaving" }, "aria-live": "polite" },
+      CHECKIN.leaving(left));
+    const note = result.rejoined === "returning" ? CHECKIN.rejoinedReturning
+      : result.rejoined === "missed" ? CHECKIN.rejoinedMissed : result.already ? CHECKIN.already : "";
+    const node = h("section", { class: "screen checkin-result", dataset: { screen: "checkin-result", testid: "checkin-result" } },
+      h("div", { class: "panel checkin-done" },
+        icon("check", "result-icon"),
+        heading(CHECKIN.resultTitle),
+        h("p", { class: "checkin-number-label" }, CHECKIN.yourNumber),
+        h("p", { class: "checkin-number", dataset: { testid: "checkin-number" } }, CHECKIN.queueNo(entry.queue_no)),
+        entry.state === "called" ? h("p", { class: "checkin-position", dataset: { testid: "checkin-position" } }, CHECKIN.called)
+          : h("p", { class: "checkin-position", dataset: { testid: "checkin-position" } },
+            CHECKIN.position(entry.position), "，", CHECKIN.ahead(entry.ahead)),
+        h("p", { class: "checkin-place" }, CHECKIN.place(entry.department_name, entry.location)),
+        note ? h("p", { class: "checkin-note" }, note) : null,
+        countdown,
+        h("button", { type: "button", class: "btn btn-outline btn-xl", dataset: { testid: "checkin-finish" },
+          onclick: () => this.app.finish() }, CHECKIN.finish)));
+    this.app.say(CHECKIN.say(entry.queue_no, entry.ahead || 0));
+    const gen = this.gen;
+    const tick = () => {
+      if (gen !== this.gen) return;
+      left -= 1;
+      if (left <= 0) {
+        this.app.finish();
+        return;
+      }
+      countdown.textContent = CHECKIN.leaving(left);
+      this.timers.push(setTimeout(tick, 1000));
+    };
+    this.timers.push(setTimeout(tick, 1000));
+    return node;
+  }
+}
