@@ -106,7 +106,13 @@ def receipt(order_no: str, device: Device, services: Services, reprint: bool = F
 
 
 @router.get("/{order_no}/invoice.pdf", response_class=Response)
-def invoice_pdf(order_no: str, device: Device, services: Services) -> Response:
-    """The e-invoice as a PDF, for the agent's A4 printer."""
-    pdf = _guard(lambda: services.payments.invoice_pdf(device, order_no))
+def invoice_pdf(order_no: str, device: Device, services: Services, reprint: bool = False) -> Response:
+    """The e-invoice as a PDF, for the agent's A4 printer; ``reprint`` (缴费记录) is counted and logged."""
+    def fetch() -> bytes:
+        pdf = services.payments.invoice_pdf(device, order_no)
+        if reprint:  # only once there is a PDF to print: an invoice not issued yet is no reprint
+            services.payments.record_reprint(device, order_no, "invoice")
+        return pdf
+
+    pdf = _guard(fetch)
     return Response(pdf, media_type="application/pdf", headers={"Cache-Control": "no-store"})
