@@ -322,7 +322,12 @@ class Updater:
         previous = pending["previous"]
         state["pending"] = None
         self.store.save_state(state)
-        self.store.switch(previous)
+        try:
+            self.store.switch(previous)
+        except (OSError, ValueError):  # the version we came from is gone from disk: the built-in page is always there
+            log.warning("release_previous_missing", version=previous)
+            previous = BUILTIN
+            self.store.switch(BUILTIN)
         self.announce()
         log.warning("release_switched_back", version=pending["version"], to=previous, detail=detail[:300])
         if status is not None:
