@@ -107,11 +107,13 @@ def split_location(text: str) -> tuple[str, str, str, str]:
 
 
 def _upsert(session: Session, model):
+    """The dialect's INSERT … ON CONFLICT on the model's table, executed with many parameter sets
+    (one statement compiled once, not a VALUES list compiled per batch)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(model)
+    return insert(model.__table__)
 
 
 def _greatest(session: Session, a, b):
@@ -229,9 +231,10 @@ class MonitoringService:
             if candidates:
                 rows = [{"device_id": signed[i].device_id, "nonce": signed[i].nonce, "seen_at": now}
                         for i in candidates]
-                statement = _upsert(session, DeviceNonce).values(rows).on_conflict_do_nothing(
-                    index_elements=["device_id", "nonce"]).returning(DeviceNonce.device_id, DeviceNonce.nonce)
-                fresh = {(r.device_id, r.nonce) for r in session.execute(statement)}
+                table = DeviceNonce.__table__
+                statement = _upsert(session, DeviceNonce).on_conflict_do_nothing(
+                    index_elements=["device_id", "nonce"]).returning(table.c.device_id, table.c.nonce)
+                fresh = {(r.device_id, r.nonce) for r in session.connection().execute(statement, rows)}
                 for i in candidates:
                     if (signed[i].device_id, signed[i].nonce) in fresh:
                         accepted.append(i)
@@ -269,10 +272,11 @@ class MonitoringService:
         states = [{"device_id": d, "last_seen_at": now, "software_version": latest[d].get("software_version", ""),
                    "uptime_seconds": latest[d].get("uptime_seconds", 0), "screen": latest[d].get("screen", ""),
                    "peripherals": latest[d].get("peripherals") or {}} for d in ids]
-        insert = _upsert(session, DeviceState).values(states)
-        session.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_={
+        connection = session.connection()
+        insert = _upsert(session, DeviceState)
+        connection.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_={
             name: getattr(insert.excluded, name)
-            for name in ("last_seen_at", "software_version", "uptime_seconds", "screen", "peripherals")}))
+            for name in ("last_seen_at", "software_version", "uptime_seconds", "screen", "peripherals")}), states)
 
         previous = {row.device_id: row for row in session.execute(
             select(DeviceTelemetry.device_id, DeviceTelemetry.transactions_total, DeviceTelemetry.failures_total)
@@ -292,23 +296,25 @@ class MonitoringService:
             buckets.append({"device_id": d, "beats": counts[d], "cpu_max": cpu, "memory_max": memory,
                             "disk_max": disk, "transactions": max(tx_delta, 0), "failures": max(fail_delta, 0),
                             "peripheral_faults": faults.get(d, 0)})
-        insert = _upsert(session, DeviceTelemetry).values(telemetry_rows)
-        session.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_={
+        insert = _upsert(session, DeviceTelemetry)
+        connection.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_={
             name: getattr(insert.excluded, name) for name in
-            ("reported_at", "cpu_percent", "memory_percent", "disk_percent", "transactions_total", "failures_total")}))
+            ("reported_at", "cpu_percent", "memory_percent", "disk_percent", "transactions_total", "failures_total")}),
+            telemetry_rows)
         minute = now.replace(second=0, microsecond=0)
         hour = minute.replace(minute=0)
         for model, bucket in ((TelemetryMinute, minute), (TelemetryHour, hour)):
-            insert = _upsert(session, model).values([{**b, "bucket": bucket} for b in buckets])
+            insert = _upsert(session, model)
             table = model.__table__.c
-            session.execute(insert.on_conflict_do_update(index_elements=["device_id", "bucket"], set_={
+            connection.execute(insert.on_conflict_do_update(index_elements=["device_id", "bucket"], set_={
                 "beats": table.beats + insert.excluded.beats,
                 "transactions": table.transactions + insert.excluded.transactions,
                 "failures": table.failures + insert.excluded.failures,
                 "peripheral_faults": table.peripheral_faults + insert.excluded.peripheral_faults,
                 "cpu_max": _greatest(session, table.cpu_max, insert.excluded.cpu_max),
                 "memory_max": _greatest(session, table.memory_max, insert.excluded.memory_max),
-                "disk_max": _greatest(session, table.disk_max, insert.excluded.disk_max)}))
+                "disk_max": _greatest(session, table.disk_max, insert.excluded.disk_max)}),
+                [{**b, "bucket": bucket} for b in buckets])
 
     # -- reading --------------------------------------------------------------------------------------
     def now(self) -> datetime:
