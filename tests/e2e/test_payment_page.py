@@ -8,14 +8,17 @@ counted from the menu: a bill is paid in at most three.
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
 from medkiosk.simulators.personas import PERSONAS
+from medkiosk.store.models import PaymentOrder
 
 from kiosk_helpers import assert_targets_and_fit, identify, open_kiosk, printed, shoot
 
@@ -88,6 +91,37 @@ def account_balance(stack, persona: str, balance: str):
         put(person["balance"])
 
 
+def pdf_text(path: str) -> str:
+    """The text of a PDF the simulated A4 printer saved."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(Path(path).read_bytes()))
+    return "\n".join(page.extract_text() or "" for page in reader.pages)
+
+
+def a4_sheets(kiosk_url: str) -> list[dict]:
+    """What the kiosk's (simulated) A4 printer printed, newest first; each saved as a PDF in its folder."""
+    return [p for p in printed(kiosk_url) if p["kind"] == "a4"]
+
+
+def new_sheets(kiosk_url: str, before: list[dict]) -> list[dict]:
+    seen = {p["job_id"] for p in before}
+    return [p for p in a4_sheets(kiosk_url) if p["job_id"] not in seen]
+
+
+def a4_paper(kiosk_url: str, paper: str) -> None:
+    """The demo panel's switch for the A4 printer's paper."""
+    response = httpx.post(f"{kiosk_url}/local/demo/peripheral", json={"name": "a4_printer", "paper": paper},
+                          timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def channel_orders(stack) -> dict[str, dict]:
+    """The payment channel's own orders (the simulator's state), by out_trade_no."""
+    orders = httpx.get(f"{stack.payment.url}/__sim__/state/orders", timeout=10).json()
+    return {o["out_trade_no"]: o for o in orders}
+
+
 def expect_result(page, state: str):
     result = page.get_by_test_id("pay-result")
     expect(result).to_have_attribute("data-state", state, timeout=20_000)
@@ -132,10 +166,16 @@ def test_a_self_pay_patient_pays_a_visit_by_qr_in_three_taps_and_the_receipt_pri
     assert "门诊缴费凭条" in receipts[0]["text"] and f"{total:.2f}" in receipts[0]["text"]
     assert PERSONAS["self_pay"].name not in page.content()
 
-    # The A4 invoice is not built yet: it says so kindly.
+    # One more tap, after paying: the e-invoice on the A4 printer, and where to take it.
+    invoice_no = page.get_by_test_id("invoice-no").inner_text()
+    before = a4_sheets(kiosk_url)
     page.get_by_test_id("invoice-a4").click()
-    expect(page.get_by_test_id("coming-soon-dialog")).to_contain_text("即将开放")
-    page.get_by_test_id("dialog-ok").click()
+    expect(page.get_by_test_id("invoice-status")).to_contain_text("请在下方出纸口取走票据", timeout=15_000)
+    shoot(page, "pay-result-invoice-printed")
+    sheets = new_sheets(kiosk_url, before)
+    assert len(sheets) == 1 and sheets[0]["title"] == "电子票据", sheets
+    text = pdf_text(sheets[0]["files"][0])
+    assert "医疗收费电子票据" in text and invoice_no in text and f"{total:.2f}" in text, text
 
 
 def test_b_a_local_insured_patient_sees_the_split_and_pays_the_cash_part_by_qr(page, stack, kiosk_url):
@@ -287,8 +327,10 @@ def test_e_the_qr_prompt_points_at_the_code_and_cancelling_closes_the_order(page
     assert order_of(kiosk_url, order_no)["state"] == "closed"
 
 
-def test_f_a_payment_code_shown_to_the_scanner_pays_the_order(page, kiosk_url):
+def test_f_a_payment_code_shown_to_the_scanner_pays_the_order_with_no_cancel_in_between(page, stack, kiosk_url):
     identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    calls: list[str] = []
+    page.on("request", lambda r: calls.append(f"{r.method} {r.url}") if "/local/api/kiosk/payments" in r.url else None)
     tap = Taps(page)
     tap("tile-payment")
     tap("pay-self-pay")
@@ -305,9 +347,16 @@ def test_f_a_payment_code_shown_to_the_scanner_pays_the_order(page, kiosk_url):
     expect(page.get_by_test_id("result-title")).to_have_text("缴费成功")
     expect(page.get_by_test_id("print-status")).to_contain_text("凭条已打印", timeout=10_000)
     assert tap.count == 3
-    # Paid once: by the code. The QR order shown first was closed unpaid, or paid by the code itself.
-    first = order_of(kiosk_url, shown_for)
-    assert first["state"] == "completed" or (first["state"] == "closed" and first["paid_amount"] == "0.00"), first
+    # The code paid the very order whose QR code was showing: the page sent it once, cancelled
+    # nothing and started no other order; the channel closed the QR order …P1 and took the code as …P2.
+    assert order_of(kiosk_url, shown_for)["state"] == "completed"
+    assert not [c for c in calls if c.endswith("/cancel")], calls
+    assert len([c for c in calls if c.startswith("POST") and c.endswith("/payments")]) == 1, calls  # tap 2 only
+    assert len([c for c in calls if c.endswith(f"/{shown_for}/pay")]) == 2, calls  # qr, then the code
+    trades = channel_orders(stack)
+    assert trades[f"{shown_for}P1"]["state"] == "CLOSED" and trades[f"{shown_for}P1"]["paid_amount"] is None
+    assert trades[f"{shown_for}P2"]["state"] == "SUCCESS" and trades[f"{shown_for}P2"]["kind"] != "qr"
+    expect(page.get_by_test_id("pay-result")).to_have_attribute("data-state", "completed")
 
 
 def test_a_payment_code_the_patient_must_confirm_on_the_phone_waits_for_the_confirmation(page, kiosk_url):
@@ -361,3 +410,49 @@ def each_shape(page, name: str, in_view: list[str]) -> None:
     assert_targets_and_fit(page)
     shoot(page, f"{name}-large-text")
     page.get_by_test_id("nav-large-text").click()
+
+
+def test_g_the_invoice_is_reprinted_from_the_payment_history_and_a_printer_without_paper_says_where_to_go(
+        page, stack, kiosk_url, problems):
+    identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    page.get_by_test_id("tile-payment").click()
+    page.get_by_test_id("pay-self-pay").click()
+    page.get_by_test_id("pay-qr").click()
+    order_no = qr_screen_order(page)
+    phone_pays(stack, order_no)
+    expect_result(page, "completed")
+    expect(page.get_by_test_id("print-status")).to_contain_text("凭条已打印", timeout=10_000)
+    invoice_no = page.get_by_test_id("invoice-no").inner_text()
+
+    # The A4 printer is out of paper: said plainly, with where to go; nothing lands in the tray.
+    before = a4_sheets(kiosk_url)
+    a4_paper(kiosk_url, "out")
+    try:
+        page.get_by_test_id("invoice-a4").click()
+        status = page.get_by_test_id("invoice-status")
+        expect(status).to_contain_text("A4打印机缺纸，请到人工窗口办理", timeout=15_000)
+        expect(status).to_contain_text("人工窗口")
+        shoot(page, "pay-result-invoice-no-paper")
+        problems.forgive("status of 503")  # the agent's refusal, provoked here
+        assert new_sheets(kiosk_url, before) == []
+
+        # Later, from 缴费记录 (门诊缴费 → 缴费记录), with paper again: the same button reprints it.
+        page.get_by_test_id("pay-done").click()
+        page.get_by_test_id("tile-payment").click()
+        page.get_by_test_id("pay-history").click()
+        card = page.get_by_test_id(f"history-{order_no}")
+        expect(card).to_contain_text(invoice_no, timeout=15_000)
+        assert PERSONAS["self_pay"].name not in page.content()
+        assert_targets_and_fit(page)
+    finally:
+        a4_paper(kiosk_url, "ok")
+    page.get_by_test_id(f"history-invoice-{order_no}").click()
+    expect(page.get_by_test_id(f"history-print-{order_no}")).to_contain_text("请在下方出纸口取走票据", timeout=15_000)
+    shoot(page, "pay-history")
+    sheets = new_sheets(kiosk_url, before)
+    assert len(sheets) == 1, sheets
+    assert invoice_no in pdf_text(sheets[0]["files"][0])
+    with stack.container.uow() as uow:  # the service counted the reprint (补打)
+        assert uow.session.get(PaymentOrder, order_no).details["reprints"] == {"invoice": 1}
+    page.get_by_test_id("pay-history-back").click()
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)

@@ -41,6 +41,10 @@ async function call(method, path, body, { signal } = {}) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(T.networkError, T.networkNext);
   }
+  return reply(response);
+}
+
+async function reply(response) {
   let data = null;
   try {
     data = await response.json();
@@ -53,6 +57,31 @@ async function call(method, path, body, { signal } = {}) {
     throw new ApiError(message, nextStep, response.status, data && typeof data === "object" ? data : null);
   }
   return data;
+}
+
+/** A call whose body is not JSON (a PDF to print); the reply is JSON as always. */
+async function callRaw(method, path, headers, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method, cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json", ...headers }, body,
+    });
+  } catch {
+    throw new ApiError(T.networkError, T.networkNext);
+  }
+  return reply(response);
+}
+
+/** A PDF from the service, as bytes; an error reply becomes an ApiError as any other. */
+async function fetchPdf(path) {
+  let response;
+  try {
+    response = await fetch(path, { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/pdf" } });
+    if (response.ok) return await response.arrayBuffer();
+  } catch {
+    throw new ApiError(T.networkError, T.networkNext);
+  }
+  return reply(response);
 }
 
 const PAYMENTS = "/local/api/kiosk/payments";
@@ -80,8 +109,15 @@ export const api = {
     status: (orderNo) => call("GET", `${PAYMENTS}/${enc(orderNo)}`),
     cancel: (orderNo) => call("POST", `${PAYMENTS}/${enc(orderNo)}/cancel`, {}),
     receipt: (orderNo) => call("GET", `${PAYMENTS}/${enc(orderNo)}/receipt`),
+    history: () => call("GET", `${PAYMENTS}/history`),
+    /** The e-invoice PDF (signed by the agent's forwarder); `reprint` is counted by the service. */
+    invoicePdf: (orderNo, { reprint = false } = {}) =>
+      fetchPdf(`${PAYMENTS}/${enc(orderNo)}/invoice.pdf${reprint ? "?reprint=true" : ""}`),
   },
   printReceipt: (receipt) => call("POST", "/local/print/receipt", receipt),
+  /** A PDF to the kiosk's A4 printer; `jobId` makes a retried request print once. */
+  printA4: (pdf, title, jobId) => callRaw("POST", `/local/print/a4?title=${enc(title)}&job_id=${enc(jobId)}`,
+    { "Content-Type": "application/pdf" }, pdf),
   /** The agent draws QR codes (SVG); the page only shows the image. */
   qrImageUrl: (data) => `/local/qr?data=${enc(data)}`,
   demo: {

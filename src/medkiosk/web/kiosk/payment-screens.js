@@ -121,7 +121,7 @@ function itemRows(visit, showBadges) {
  * patient's insurance was read, else 自费支付), with the self-pay alternative beside it when
  * some of its items are not covered.
  */
-export function billsScreen({ bills, onChoose }) {
+export function billsScreen({ bills, onChoose, onHistory }) {
   const visits = bills.visits || [];
   const insured = Boolean(bills.insurance_available);
   let selected = visits.length ? visits[0].visit_no : null;
@@ -167,7 +167,8 @@ export function billsScreen({ bills, onChoose }) {
       h("div", { class: "pay-actions" }, actions),
       !insured && bills.category !== "self_pay" ? h("p", { class: "pay-hint" }, PAY.noInsuranceHint) : null,
       status,
-      problem.node);
+      problem.node,
+      onHistory ? historyButton(onHistory) : null);
   }
 
   function select(visitNo) {
@@ -197,14 +198,49 @@ export function billsScreen({ bills, onChoose }) {
   };
 }
 
-export function noBillsScreen({ onDone }) {
+export function noBillsScreen({ onDone, onHistory }) {
   return h("section", { class: "screen pay-none", dataset: { screen: "pay-bills", testid: "pay-none" } },
     h("div", { class: "panel pay-result-panel" },
       icon("check", "pay-result-icon"),
       heading(PAY.noBills),
       h("p", { class: "lead" }, PAY.noBillsNext),
-      h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "pay-done" }, onclick: onDone },
-        PAY.done)));
+      h("div", { class: "pay-result-actions" },
+        h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "pay-done" }, onclick: onDone },
+          PAY.done),
+        onHistory ? historyButton(onHistory) : null)));
+}
+
+function historyButton(onHistory) {
+  return h("button", { type: "button", class: "btn btn-outline btn-xl", dataset: { testid: "pay-history" },
+    onclick: onHistory }, icon("printer", "icon"), h("span", {}, PAY.historyButton));
+}
+
+/**
+ * A printing state shown in place: kind "busy" | "done" | "failed"; a failure says what the
+ * printer or the service said, and what to do next.
+ */
+function printLine(testid) {
+  const node = h("div", { class: "pay-print", role: "status", "aria-live": "polite", hidden: true,
+    dataset: { testid } });
+  return {
+    node,
+    set(kind, text, next = "", action = null) {
+      node.hidden = false;
+      node.className = `pay-print is-${kind}`;
+      replaceChildren(node,
+        kind === "busy" ? h("span", { class: "spinner", "aria-hidden": "true" }) : icon("printer", "icon"),
+        h("div", {}, h("p", { class: "pay-print-text" }, text), next ? h("p", { class: "pay-print-next" }, next) : null),
+        action);
+    },
+  };
+}
+
+/** The large 打印电子票据（A4） button; the flow relabels it once a copy is out. */
+function invoiceButton(testid, onInvoice) {
+  const label = h("span", {}, PAY.invoiceA4);
+  const button = h("button", { type: "button", class: "btn btn-outline btn-xl pay-invoice", dataset: { testid },
+    onclick: onInvoice }, icon("printer", "icon"), label);
+  return { button, label };
 }
 
 /** The bills could not be read: say why, and where to go. */
@@ -359,6 +395,8 @@ export function resultScreen({ order, moreBills, onDone, onMore, onPrintAgain, o
   const moneyMoved = cents(order.paid_amount) > 0 || cents(order.refunded_amount) > 0;
   const printStatus = h("div", { class: "pay-print", role: "status", "aria-live": "polite", hidden: true,
     dataset: { testid: "print-status" } });
+  const invoiceStatus = printLine("invoice-status");
+  const invoice = ok ? invoiceButton("invoice-a4", onInvoice) : null;
   const facts = [];
   if (ok) {
     const split = order.split || {};
@@ -393,10 +431,7 @@ export function resultScreen({ order, moreBills, onDone, onMore, onPrintAgain, o
     actions.push(h("button", { type: "button", class: "btn btn-outline btn-xl", dataset: { testid: "pay-more" },
       onclick: onMore }, PAY.more));
   }
-  if (ok) {
-    actions.push(h("button", { type: "button", class: "btn btn-outline btn-xl pay-soon", dataset: { testid: "invoice-a4" },
-      onclick: onInvoice }, h("span", {}, PAY.invoiceA4), h("span", { class: "badge-soon" }, PAY.soon)));
-  }
+  if (invoice) actions.unshift(invoice.button);
 
   const side = [
     !ok && cents(order.refunded_amount) > 0 ? h("p", { class: "pay-hint" }, PAY.refundNote) : null,
@@ -405,6 +440,7 @@ export function resultScreen({ order, moreBills, onDone, onMore, onPrintAgain, o
       h("span", { dataset: { testid: "result-next-step" } }, nextStep)) : null,
     crossRegionNotice(order.cross_region_notice),
     printStatus,
+    invoiceStatus.node,
     problem.node,
   ];
   const node = h("section", {
@@ -426,6 +462,13 @@ export function resultScreen({ order, moreBills, onDone, onMore, onPrintAgain, o
   return {
     node,
     showProblem: problem.show,
+    /** The A4 e-invoice: kind "busy" | "done" | "failed", with the printer's or the service's words. */
+    setInvoice(kind, text, next = "") {
+      invoiceStatus.set(kind, text, next);
+      if (!invoice) return;
+      invoice.button.disabled = kind === "busy";
+      if (kind === "done") invoice.label.textContent = PAY.invoiceA4Again;
+    },
     /** kind: "busy" | "done" | "failed"; a failure shows the printer's words and 重新打印. */
     setPrint(kind, text, next = "") {
       printStatus.hidden = false;
@@ -437,6 +480,62 @@ export function resultScreen({ order, moreBills, onDone, onMore, onPrintAgain, o
           next ? h("p", { class: "pay-print-next" }, next) : null),
         kind === "failed" ? h("button", { type: "button", class: "btn btn-outline", dataset: { testid: "print-again" },
           onclick: onPrintAgain }, PAY.printAgain) : null);
+    },
+  };
+}
+
+// ---- payment history (缴费记录) --------------------------------------------------------------------
+
+function historyCard(payment, onPrint) {
+  const ok = payment.state === "completed";
+  const visit = payment.visit || {};
+  const line = printLine(`history-print-${payment.order_no}`);
+  const invoice = ok ? invoiceButton(`history-invoice-${payment.order_no}`, () => onPrint(payment)) : null;
+  const paid = (payment.split && payment.split.total) || payment.his_total;
+  const node = h("li", { class: "panel pay-history-card", dataset: { testid: `history-${payment.order_no}` } },
+    h("div", { class: "pay-history-head" },
+      h("span", { class: "pay-visit-dept" }, [visit.department, shortDate(payment.created_at)].filter(Boolean).join(" · ")),
+      h("strong", { class: "pay-visit-total" }, formatYuan(paid))),
+    h("p", { class: "pay-history-meta" }, [
+      ok ? PAY.historyPaid : PAY.historyRefunded,
+      payment.receipt_no ? `${PAY.receiptNo} ${payment.receipt_no}` : "",
+      ok ? (payment.invoice_no ? `${PAY.invoiceNo} ${payment.invoice_no}` : PAY.historyNoInvoice) : "",
+    ].filter(Boolean).join(" · ")),
+    invoice ? invoice.button : null,
+    line.node);
+  return {
+    node,
+    set(kind, text, next = "") {
+      line.set(kind, text, next);
+      if (!invoice) return;
+      invoice.button.disabled = kind === "busy";
+    },
+  };
+}
+
+/** The patient's kiosk payments of the last 30 days, each completed one with 打印电子票据（A4）. */
+export function historyScreen({ payments, onPrint, onBack }) {
+  const cards = new Map();
+  const list = payments.length
+    ? h("ul", { class: "pay-history-list", dataset: { testid: "pay-history-list" } }, payments.map((payment) => {
+      const card = historyCard(payment, onPrint);
+      cards.set(payment.order_no, card);
+      return card.node;
+    }))
+    : h("div", { class: "panel pay-result-panel", dataset: { testid: "pay-history-none" } },
+      h("p", { class: "lead" }, PAY.historyNone), h("p", {}, PAY.historyNoneNext));
+  const node = h("section", { class: "screen pay-history", dataset: { screen: "pay-history", testid: "pay-history-screen" } },
+    heading(PAY.historyHeading),
+    h("p", { class: "lead" }, PAY.historyLead),
+    list,
+    h("div", { class: "pay-result-actions" },
+      h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "pay-history-back" },
+        onclick: onBack }, PAY.historyBack)));
+  return {
+    node,
+    setPrint(orderNo, kind, text, next = "") {
+      const card = cards.get(orderNo);
+      if (card) card.set(kind, text, next);
     },
   };
 }

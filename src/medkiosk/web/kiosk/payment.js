@@ -10,11 +10,11 @@ import { api, ApiError } from "./api.js";
 import { h } from "./dom.js";
 import { PAY, T } from "./messages.js";
 import {
-  billsProblemScreen, billsScreen, noBillsScreen, payLoadingScreen, qrScreen, resultScreen, splitScreen,
+  billsProblemScreen, billsScreen, historyScreen, noBillsScreen, payLoadingScreen, qrScreen, resultScreen, splitScreen,
 } from "./payment-screens.js";
 
 const POLL_MS = 2000;
-const SCREENS = new Set(["pay-bills", "pay-split", "pay-qr", "pay-result"]);
+const SCREENS = new Set(["pay-bills", "pay-split", "pay-qr", "pay-result", "pay-history"]);
 /** Screens on which an order is open and leaving them cancels it. */
 const OPEN_ORDER_SCREENS = new Set(["pay-split", "pay-qr"]);
 
@@ -39,6 +39,7 @@ export class PaymentFlow {
     this.choice = null;     // what the patient chose to pay: {visitNo, mode, orderNos}
     this.visitsLeft = 0;    // unpaid visits at the last look
     this.printed = new Set();  // orders whose paper is out, so a result drawn again prints nothing
+    this.invoices = new Set();  // orders whose A4 e-invoice is out: another copy is a counted reprint
     this.restarting = false;
     this.gen = 0;           // bumped whenever the screen changes: older timers and polls stop
     this.timers = [];
@@ -65,6 +66,7 @@ export class PaymentFlow {
     this.choice = null;
     this.visitsLeft = 0;
     this.printed.clear();
+    this.invoices.clear();
   }
 
   render({ name, params = {} }) {
@@ -72,6 +74,7 @@ export class PaymentFlow {
       case "pay-split": return this.splitView(params);
       case "pay-qr": return this.qrView(params);
       case "pay-result": return this.resultView(params);
+      case "pay-history": return this.historyView();
       default: return this.billsView();
     }
   }
@@ -133,10 +136,11 @@ export class PaymentFlow {
     const visits = (bills && bills.visits) || [];
     this.visitsLeft = visits.length;
     if (!visits.length) {
-      this.swap(host, noBillsScreen({ onDone: () => this.app.home() }));
+      this.swap(host, noBillsScreen({ onDone: () => this.app.home(), onHistory: () => this.app.show("pay-history") }));
       return;
     }
-    const view = billsScreen({ bills, onChoose: (choice) => this.start(choice, view) });
+    const view = billsScreen({ bills, onChoose: (choice) => this.start(choice, view),
+      onHistory: () => this.app.show("pay-history") });
     this.swap(host, view.node);
   }
 
@@ -290,7 +294,13 @@ export class PaymentFlow {
     }
   }
 
-  /** @returns {Promise<boolean>} true once the code was taken (stop listening), false to keep waiting. */
+  /**
+   * @returns {Promise<boolean>} true once the code was taken (stop listening), false to keep waiting.
+   *
+   * The service charges a payment code on the order whose QR code is showing: it closes the QR
+   * order (…P1) and charges the code as …P2, or, if the phone paid the QR code meanwhile, keeps
+   * that payment and charges nothing. So the page sends the code and follows the same order.
+   */
   async payByCode(gen, order, choice, view, code) {
     view.hideProblem();
     view.setStatus(PAY.codeCharging);
@@ -305,57 +315,15 @@ export class PaymentFlow {
       return false;
     }
     if (gen !== this.gen) return true;
-    if (next.pay_method === "payment_code" || next.state !== "awaiting_payment") {
+    if (next.terminal || next.state !== "awaiting_payment" || next.pay_method === "payment_code") {
       this.follow(next, choice, view);
       return true;
     }
-    // The service kept the QR order and ignored the code: it takes a payment code only for an
-    // order not yet shown as a QR code. Close this one and pay the same bill by the code anew.
-    return this.payAnewByCode(gen, order, choice, view, code);
-  }
-
-  async payAnewByCode(gen, order, choice, view, code) {
-    let closed;
-    try {
-      closed = await api.pay.cancel(order.order_no);
-    } catch (err) {
-      if (this.gone(err) || gen !== this.gen) return true;
-      view.showProblem(err.message, err.nextStep);
-      return false;
-    }
-    if (closed.state !== "closed") {  // the QR code was paid in the meantime: that payment stands
-      this.follow(closed, choice, view);
-      return true;
-    }
-    this.open = null;
-    let fresh;
-    try {
-      fresh = await api.pay.start(choice);
-    } catch (err) {
-      if (this.gone(err)) return true;
-      this.showResult({ ...closed, message: err.message, next_step: err.nextStep }, choice);
-      return true;
-    }
-    if (fresh.state !== "presettled") {
-      this.proceed(fresh, choice);
-      return true;
-    }
-    this.open = fresh;
-    let paid;
-    try {
-      paid = await api.pay.pay(fresh.order_no, "payment_code", code);
-    } catch (err) {
-      if (this.gone(err)) return true;
-      paid = err.outcomeUnknown ? await this.statusOf(fresh) : null;
-      if (!paid) {
-        this.app.show("pay-split", { order: fresh, choice }, { replace: true });
-        return true;
-      }
-    }
-    this.open = paid.terminal ? null : paid;
-    if (paid.terminal) this.showResult(paid, choice);
-    else this.app.show("pay-qr", { order: paid, choice }, { replace: true });
-    return true;
+    // Still the QR order: the channel could not close it just now. The code was not charged and
+    // the QR code stays valid; the patient may scan it or show the payment code again.
+    view.showProblem(next.message || PAY.codeNotTaken, PAY.codeNotTakenNext);
+    view.setStatus(PAY.waiting);
+    return false;
   }
 
   follow(order, choice, view) {
@@ -416,7 +384,7 @@ export class PaymentFlow {
       onMore: retry,
       onRetry: retry,
       onPrintAgain: () => this.print(order, view, { again: true }),
-      onInvoice: () => this.app.comingSoon(PAY.invoiceA4Name),
+      onInvoice: () => this.printInvoice(order, view),
       onSelfPay: order.offer_self_pay ? () => this.selfPayInstead(order, choice, view) : null,
     });
     if (!order.terminal) {
@@ -455,6 +423,66 @@ export class PaymentFlow {
     this.choice = next;
     this.app.setStack([{ name: "menu", params: {} }, { name: "pay-bills", params: {} }]);
     this.proceed(fresh, next);
+  }
+
+  /**
+   * The e-invoice on the kiosk's A4 printer: the PDF from the service through the agent's
+   * forwarder, then to the agent's A4 printer. The first copy of a paid bill is printed once per
+   * order (job id); any further copy is a reprint the service counts.
+   */
+  async printInvoice(order, view) {
+    const reprint = this.invoices.has(order.order_no);
+    view.setInvoice("busy", PAY.invoicePrinting);
+    try {
+      await printInvoicePdf(order.order_no, reprint);
+      this.invoices.add(order.order_no);
+      view.setInvoice("done", PAY.invoicePrinted);
+      this.app.say(PAY.sayInvoicePrinted);
+    } catch (err) {
+      if (this.gone(err)) return;
+      view.setInvoice("failed", err.message, invoiceNextStep(err, PAY.invoiceLater));
+    }
+  }
+
+  // ---- payment history (缴费记录) --------------------------------------------------------------------
+
+  historyView() {
+    const gen = this.gen;
+    const host = payLoadingScreen(PAY.historyLoading, "pay-history-loading");
+    this.loadHistory(gen, host);
+    return host;
+  }
+
+  async loadHistory(gen, host) {
+    let history;
+    try {
+      history = await api.pay.history();
+    } catch (err) {
+      if (gen !== this.gen || this.gone(err)) return;
+      this.swap(host, billsProblemScreen({ message: err.message, nextStep: err.nextStep,
+        onRetry: () => this.app.show("pay-history", {}, { replace: true }) }));
+      return;
+    }
+    if (gen !== this.gen) return;
+    const view = historyScreen({
+      payments: (history && history.payments) || [],
+      onPrint: (payment) => this.reprintInvoice(payment, view),
+      onBack: () => this.app.backTo("pay-bills"),
+    });
+    this.swap(host, view.node);
+  }
+
+  /** 缴费记录: every copy printed from here is a reprint (补打), counted by the service. */
+  async reprintInvoice(payment, view) {
+    view.setPrint(payment.order_no, "busy", PAY.invoicePrinting);
+    try {
+      await printInvoicePdf(payment.order_no, true);
+      view.setPrint(payment.order_no, "done", PAY.invoicePrinted);
+      this.app.say(PAY.sayInvoicePrinted);
+    } catch (err) {
+      if (this.gone(err)) return;
+      view.setPrint(payment.order_no, "failed", err.message, invoiceNextStep(err, PAY.invoiceLaterHere));
+    }
   }
 
   /** The receipt, or the exception slip, to the kiosk's printer; the printer's refusal is shown as it says it. */
@@ -504,6 +532,29 @@ export class PaymentFlow {
     const title = node.querySelector(".screen-title");
     if (title && !document.querySelector("dialog[open]")) title.focus({ preventScroll: true });
   }
+}
+
+/** Fetch the e-invoice PDF (signed by the agent) and print it on the A4 printer. */
+async function printInvoicePdf(orderNo, reprint) {
+  const pdf = await api.pay.invoicePdf(orderNo, { reprint });
+  // A reprint is a new sheet each time; a first copy is one job, so a retried request prints once.
+  const jobId = reprint ? `inv-${orderNo}-r${Date.now().toString(36)}` : `inv-${orderNo}`;
+  try {
+    return await api.printA4(pdf, PAY.invoiceTitle, jobId);
+  } catch (err) {
+    if (err instanceof ApiError) err.fromPrinter = true;
+    throw err;
+  }
+}
+
+/**
+ * What to do next when the invoice did not print. The printer's refusal (the agent's) says it
+ * already (…请到人工窗口办理); the service's (not issued yet, 409, or the invoice platform away,
+ * 503) gets the page's own words, since only the page knows where it can be printed later.
+ */
+function invoiceNextStep(err, later) {
+  if (err instanceof ApiError && !err.fromPrinter && (err.status === 409 || err.status === 503)) return later;
+  return err.nextStep || later;
 }
 
 /** Paper for the patient: the receipt of a paid bill, or the exception slip when money moved back. */
