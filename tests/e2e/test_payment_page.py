@@ -456,3 +456,28 @@ def test_g_the_invoice_is_reprinted_from_the_payment_history_and_a_printer_witho
         assert uow.session.get(PaymentOrder, order_no).details["reprints"] == {"invoice": 1}
     page.get_by_test_id("pay-history-back").click()
     expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+
+
+def test_an_invoice_not_issued_yet_says_so_and_where_to_print_it_later(page, stack, kiosk_url, problems):
+    fault = httpx.post(f"{stack.einvoice.url}/__sim__/faults", json={"operation": "einvoice.issue", "kind": "error"},
+                       timeout=10)
+    assert fault.status_code < 300, fault.text
+    try:
+        identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+        page.get_by_test_id("tile-payment").click()
+        page.get_by_test_id("pay-self-pay").click()
+        page.get_by_test_id("pay-qr").click()
+        order_no = qr_screen_order(page)
+        phone_pays(stack, order_no)
+        expect_result(page, "completed")  # the bill is paid; only its e-invoice is late
+        expect(page.get_by_test_id("invoice-no")).to_contain_text("正在开具")
+        before = a4_sheets(kiosk_url)
+        page.get_by_test_id("invoice-a4").click()
+        status = page.get_by_test_id("invoice-status")
+        expect(status).to_contain_text("电子票据尚未开具", timeout=15_000)
+        expect(status).to_contain_text("可稍后在“缴费记录”中打印")
+        shoot(page, "pay-result-invoice-not-yet")
+        problems.forgive("status of 409")
+        assert new_sheets(kiosk_url, before) == []
+    finally:
+        httpx.delete(f"{stack.einvoice.url}/__sim__/faults", timeout=10).raise_for_status()
