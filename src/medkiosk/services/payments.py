@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -66,6 +67,8 @@ TO_CASHIER = "请到人工收费窗口办理"
 LEASE = timedelta(seconds=30)
 PAY_WINDOW = timedelta(minutes=5)
 MAX_SETTLE_ATTEMPTS = 2
+BILLS_FRESH_SECONDS = 120.0
+"""How long the bills a session was shown stand in for a HIS read before pre-settlement."""
 CANCEL_WAIT_SECONDS = 5.0
 """How long a patient's cancel waits for another request driving the order (a poll) to let go."""
 UNWOUND_STATES = frozenset({PaymentState.FAILED, PaymentState.CLOSED, PaymentState.REFUNDED})
@@ -73,7 +76,8 @@ UNWOUND_STATES = frozenset({PaymentState.FAILED, PaymentState.CLOSED, PaymentSta
 
 # The lease this thread (request or recovery round) holds: (order_no, token). Every write to that
 # order checks the token, so a worker whose lease ran out and was taken over stops at once.
-_HELD: ContextVar[tuple[str, str] | None] = ContextVar("payment_lease", default=None)
+# The list holds the row as our last write left it, so driving needs no re-reads.
+_HELD: ContextVar[tuple[str, str, list] | None] = ContextVar("payment_lease", default=None)
 
 
 class LeaseLost(Exception):
@@ -133,6 +137,8 @@ class PaymentEngine:
         self._p = ports
         self._hospital_name = hospital_name
         self._owner = owner or f"engine-{secrets.token_hex(4)}"
+        self._bills: dict[str, tuple[float, Any]] = {}
+        self._bills_lock = threading.Lock()
         self._pay_window = pay_window
 
     # ============================================================================================
@@ -142,6 +148,7 @@ class PaymentEngine:
         """The patient's unpaid orders grouped by visit, with what can be paid how."""
         payer = self._sessions.payer(device)
         visits = self._unpaid_visits(payer)
+        self._remember_bills(payer.session_id, visits)
         return {
             "visits": [self._visit_json(v) for v in visits],
             "insurance_available": payer.insured is not None and payer.certificate is not None,
@@ -153,7 +160,16 @@ class PaymentEngine:
               order_nos: list[str] | None = None) -> dict[str, Any]:
         """Create an order for a visit's orders (default: all of them) and compute its split."""
         payer = self._sessions.payer(device)
-        visit = next((v for v in self._unpaid_visits(payer) if v.visit_no == visit_no), None)
+        # The bills this session was just shown spare a HIS round trip before pre-settlement; HIS is
+        # still asked, beside 2201, and pre-settlement stops if the bill changed meanwhile.
+        shown = self._shown_bills(payer.session_id)
+        recheck = None
+        if shown is not None and any(v.visit_no == visit_no for v in shown):
+            visits = shown
+            recheck = self._executor.submit(self._unpaid_visits, payer)
+        else:
+            visits = self._unpaid_visits(payer)
+        visit = next((v for v in visits if v.visit_no == visit_no), None)
         if visit is None:
             raise PaymentRefused("没有找到这次就诊的待缴费用，可能已经缴过了。", "请返回查看待缴费用", status=404)
         items = [i for i in visit.items if order_nos is None or i.order_no in set(order_nos)]
@@ -200,8 +216,29 @@ class PaymentEngine:
         log.info("payment.created", order_no=order_no, device_id=device.id, mode=mode.value,
                  his_total=str(his_total))
         with self._driving(order_no, token=token):
-            self._presettle(order_no)
+            self._presettle(order_no, recheck)
         return self.view(device, order_no)
+
+    def _remember_bills(self, session_id: str, visits) -> None:
+        now = time.monotonic()
+        with self._bills_lock:
+            for key in [k for k, (at, _) in self._bills.items() if now - at > BILLS_FRESH_SECONDS]:
+                del self._bills[key]
+            self._bills[session_id] = (now, visits)
+
+    def _shown_bills(self, session_id: str):
+        with self._bills_lock:
+            at, visits = self._bills.get(session_id, (0.0, None))
+        return visits if time.monotonic() - at <= BILLS_FRESH_SECONDS else None
+
+    @staticmethod
+    def _bill_unchanged(order: PaymentOrder, visits) -> bool:
+        visit = next((v for v in visits if v.visit_no == order.visit_no), None)
+        if visit is None:
+            return False
+        chosen = {i["order_no"] for i in order.details["items"]}
+        now = sorted((i.order_no, i.item_code, str(i.amount)) for i in visit.items if i.order_no in chosen)
+        return now == sorted((i["order_no"], i["item_code"], i["amount"]) for i in order.details["items"])
 
     def _end_unpaid_order(self, active_key: str) -> None:
         """The patient starts the visit's bill again: end the earlier order if no money can have moved."""
@@ -262,9 +299,8 @@ class PaymentEngine:
             self._close_or_collect(order_no)
             self._drive(order_no)
             return
-        self._end(key, "succeeded")
-        self._update(order_no, details_patch={"code_url": qr.code_url})
-        self._drive(order_no)
+        # Nobody can have paid a code not yet on screen: no query until the page polls.
+        self._update(order_no, details_patch={"code_url": qr.code_url}, finish=(key, "succeeded", None))
 
     def _switch_to_payment_code(self, order_no: str, auth_code: str) -> None:
         """Close the QR order; once the channel says it is closed unpaid, charge the code under …P(n+1)."""
@@ -437,37 +473,39 @@ class PaymentEngine:
         return PaymentState(self._load(order_no).state)
 
     # -- pre-settlement -----------------------------------------------------------------------------
-    def _presettle(self, order_no: str) -> None:
+    def _presettle(self, order_no: str, recheck=None) -> None:
         order = self._load(order_no)
         if PaymentMode(order.mode) is PaymentMode.SELF_PAY:
-            split = Split.self_pay(order.his_total)
-            self._presettled(order_no, split)
+            if self._bill_changed(order_no, recheck):
+                return
+            self._presettled(order_no, Split.self_pay(order.his_total))
             return
         person, certificate = self._insurance_of(order)
         ins = self._p.insurance
         visit = order.details["visit"]
-        self._update(order_no, visit_state="open")  # before 2201 goes out: it may register a visit
+        batch_no = self._batch_no(order)
         try:
+            # The visit counts as open before 2201 goes out: it may register one even if no reply comes.
+            msgid = self._with_msgids(order_no, ["2201"], visit_state="open")["2201"]
             registration = ins.register_visit(
                 psn_no=person.psn_no, insured_region=person.insured_region, scheme=person.scheme,
                 certificate=certificate, visit_no=order.visit_no, began_at=order.created_at,
                 department_code=visit.get("department_code", ""), department_name=visit.get("department", ""),
-                doctor_code=visit.get("doctor_code", ""), doctor_name=visit.get("doctor", ""),
-                msgid=self._msgid(order_no, "2201"))
+                doctor_code=visit.get("doctor_code", ""), doctor_name=visit.get("doctor", ""), msgid=msgid)
             mdtrt_id = registration.mdtrt_id
-            self._update(order_no, mdtrt_id=mdtrt_id, chrg_bchno=self._batch_no(order))
+            msgids = self._with_msgids(order_no, ["2203", "2204", "2206"], mdtrt_id=mdtrt_id, chrg_bchno=batch_no)
             # 2203 and 2204 only need the visit: send them together.
             visit_info = self._executor.submit(
                 ins.upload_visit_info, psn_no=person.psn_no, insured_region=person.insured_region,
                 mdtrt_id=mdtrt_id, began_at=order.created_at, med_type=self._med_type(person),
-                msgid=self._msgid(order_no, "2203"))
+                msgid=msgids["2203"])
             results = ins.upload_fees(psn_no=person.psn_no, insured_region=person.insured_region,
-                                      mdtrt_id=mdtrt_id, batch_no=self._batch_no(order),
-                                      items=self._fee_items(order), msgid=self._msgid(order_no, "2204"))
+                                      mdtrt_id=mdtrt_id, batch_no=batch_no, items=self._fee_items(order),
+                                      msgid=msgids["2204"])
             visit_info.result()
             check_equal("detail_total", order.his_total, sum((r.amount for r in results), ZERO))
             order = self._load(order_no)
-            pre = ins.pre_settle(self._settle_request(order, person, certificate), msgid=self._msgid(order_no, "2206"))
+            pre = ins.pre_settle(self._settle_request(order, person, certificate), msgid=msgids["2206"])
             check_equal("settlement_total", order.his_total, pre.total)
             split = Split(pre.total, pre.fund, pre.account, pre.cash)
         except AmountMismatch as exc:
@@ -486,7 +524,23 @@ class PaymentEngine:
             self._transition(order_no, PaymentState.FAILED, message="医保平台暂时无法连接，本次未扣款，请稍后再试。")
             self._drive(order_no)
             return
+        if self._bill_changed(order_no, recheck):
+            return
         self._presettled(order_no, split)
+
+    def _bill_changed(self, order_no: str, recheck) -> bool:
+        """Did HIS change the bill since the patient was shown it? Then stop before any money moves."""
+        if recheck is None:
+            return False
+        try:
+            unchanged = self._bill_unchanged(self._load(order_no), recheck.result())
+        except PaymentRefused:
+            unchanged = False
+        if unchanged:
+            return False
+        self._transition(order_no, PaymentState.FAILED, message="医院账单已有变化或暂时无法核对，本次未扣款，请返回重新查看待缴费用。")
+        self._drive(order_no)
+        return True
 
     def _presettled(self, order_no: str, split: Split) -> None:
         self._transition(order_no, PaymentState.PRESETTLED, total=split.total, fund=split.fund,
@@ -599,15 +653,14 @@ class PaymentEngine:
             self._transition(order.order_no, PaymentState.REFUNDING)
             return True
         if PaymentMode(order.mode) is PaymentMode.SELF_PAY:
-            self._transition(order.order_no, PaymentState.POSTING)
-            return True
+            return self._start_posting(order)
         return self._settle(order)
 
     def _settle(self, order: PaymentOrder) -> bool:
         order_no = order.order_no
         person, certificate = self._insurance_of(order)
-        self._transition(order_no, PaymentState.SETTLING, attempts=order.attempts + 1)
-        msgid = self._msgid(order_no, "2207", journal=True)
+        msgid = self._with_msgids(order_no, ["2207"], target=PaymentState.SETTLING,
+                                  attempts=order.attempts + 1)["2207"]
         try:
             result = self._p.insurance.settle(self._settle_request(order, person, certificate), msgid=msgid)
         except UpstreamRefused as exc:
@@ -618,18 +671,18 @@ class PaymentEngine:
             self._end(msgid, "unknown")
             self._transition(order_no, PaymentState.UNWINDING, details_patch={"reverse_msgid": msgid})
             return True
-        self._end(msgid, "succeeded", {"setl_id": result.setl_id})
-        self._update(order_no, setl_id=result.setl_id)
+        settled = (msgid, "succeeded", {"setl_id": result.setl_id})
         try:
             check_equal("settlement_total", order.his_total, result.total)
             Split(result.total, result.fund, result.account, result.cash)
             check_equal("settlement_cash", order.cash, result.cash)
         except AmountMismatch as exc:
+            self._transition(order_no, PaymentState.UNWINDING, setl_id=result.setl_id, anomaly=exc.check,
+                             message=f"{CHECK_LABELS[exc.check]}，已撤销结算并为您退款。", finish=settled)
             self._anomaly(order_no, exc, refund=True)
-            self._transition(order_no, PaymentState.UNWINDING, anomaly=exc.check,
-                             message=f"{CHECK_LABELS[exc.check]}，已撤销结算并为您退款。")
             return True
-        self._transition(order_no, PaymentState.SETTLED, fund=result.fund, account=result.account)
+        self._transition(order_no, PaymentState.SETTLED, setl_id=result.setl_id, fund=result.fund,
+                         account=result.account, finish=settled)
         return True
 
     def _settling_interrupted(self, order: PaymentOrder) -> bool:
@@ -653,7 +706,7 @@ class PaymentEngine:
             try:
                 self._p.insurance.cancel_settlement(setl_id=order.setl_id, mdtrt_id=order.mdtrt_id,
                                                     psn_no=person.psn_no, insured_region=person.insured_region,
-                                                    msgid=self._msgid(order_no, "2208", journal=True))
+                                                    msgid=self._msgid(order_no, "2208"))
             except UpstreamRefused as exc:
                 # Refused — already undone, or the platform cannot now? A reversal of the 2207
                 # message answers unambiguously, and undoes the settlement if it still stands.
@@ -669,7 +722,7 @@ class PaymentEngine:
             try:
                 self._p.insurance.reverse(original_msgid=reverse_msgid, original_infno="2207",
                                           psn_no=person.psn_no, insured_region=person.insured_region,
-                                          msgid=self._msgid(order_no, "2601", journal=True))
+                                          msgid=self._msgid(order_no, "2601"))
             except UpstreamUnknown:
                 return False
             except UpstreamRefused as exc:
@@ -703,13 +756,16 @@ class PaymentEngine:
 
     # -- HIS posting ---------------------------------------------------------------------------------
     def _start_posting(self, order: PaymentOrder) -> bool:
-        self._transition(order.order_no, PaymentState.POSTING)
-        return True
+        key = step_key(order.order_no, "post")
+        order = self._transition(order.order_no, PaymentState.POSTING,
+                                 begin=[("his.post", key, {"total": str(order.his_total)})])
+        return self._post(order, begun=True)
 
-    def _post(self, order: PaymentOrder) -> bool:
+    def _post(self, order: PaymentOrder, *, begun: bool = False) -> bool:
         order_no = order.order_no
         key = step_key(order_no, "post")
-        self._begin(order_no, "his.post", key, {"total": str(order.his_total)}, reuse=True)
+        if not begun:
+            self._begin(order_no, "his.post", key, {"total": str(order.his_total)}, reuse=True)
         try:
             posted = self._p.his.post_payment(self._posting(order, key))
         except UpstreamRefused as exc:
@@ -732,12 +788,16 @@ class PaymentEngine:
         return self._posted(order, key, posted)
 
     def _posted(self, order: PaymentOrder, key: str, posted) -> bool:
-        self._end(key, "succeeded", {"receipt_no": posted.receipt_no})
-        self._transition(order.order_no, PaymentState.COMPLETED, receipt_no=posted.receipt_no, message="缴费成功。",
-                         invoice_state="pending",
-                         visit_state="kept" if order.visit_state == "open" else order.visit_state)
+        invoice_key = step_key(order.order_no, "invoice")
+        order = self._transition(
+            order.order_no, PaymentState.COMPLETED, receipt_no=posted.receipt_no, message="缴费成功。",
+            invoice_state="pending", visit_state="kept" if order.visit_state == "open" else order.visit_state,
+            finish=(key, "succeeded", {"receipt_no": posted.receipt_no}),
+            begin=[("einvoice.issue", invoice_key, {})] if self._p.einvoice is not None else [])
         log.info("payment.completed", order_no=order.order_no, cash=str(order.cash))
-        return True
+        if self._p.einvoice is not None:
+            self._issue_invoice(order, invoice_key)
+        return False
 
     def _posted_under(self, order: PaymentOrder, key: str):
         """The HIS payment posted with ``key``, if one stands."""
@@ -751,18 +811,21 @@ class PaymentEngine:
             return False
         key = step_key(order.order_no, "invoice")
         self._begin(order.order_no, "einvoice.issue", key, {}, reuse=True)
+        self._issue_invoice(order, key)
+        return False
+
+    def _issue_invoice(self, order: PaymentOrder, key: str) -> None:
         try:
             invoice = self._p.einvoice.issue(self._invoice_request(order, key))
         except UpstreamError as exc:
             self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
-            return False
+            return
         except Exception as exc:  # the bill is paid; an invoice problem is retried, never fatal
             log.exception("payment.invoice_failed", order_no=order.order_no, error=type(exc).__name__)
             self._end(key, "refused", {"error": type(exc).__name__})
-            return False
-        self._end(key, "succeeded", {"invoice_no": invoice.invoice_no})
-        self._update(order.order_no, invoice_no=invoice.invoice_no, invoice_state="issued")
-        return False
+            return
+        self._update(order.order_no, invoice_no=invoice.invoice_no, invoice_state="issued",
+                     finish=(key, "succeeded", {"invoice_no": invoice.invoice_no}))
 
     # -- refunds ---------------------------------------------------------------------------------------
     def _refund(self, order: PaymentOrder) -> bool:
@@ -938,33 +1001,43 @@ class PaymentEngine:
     def _new_order_no(self, now: datetime) -> str:
         return f"PO{now:%Y%m%d%H%M%S}{secrets.token_hex(4).upper()}"
 
-    def _msgid(self, order_no: str, infno: str, *, journal: bool = False) -> str:
+    def _msgid(self, order_no: str, infno: str) -> str:
         """A fresh msgid, journalled before it is sent (it is what a reversal names)."""
-        for _ in range(5):
-            msgid = self._p.insurance.new_msgid()
-            try:
-                self._begin(order_no, infno, msgid, {})
-            except IntegrityError:
-                continue
-            return msgid
-        raise RuntimeError("could not allocate a unique msgid")
+        return self._with_msgids(order_no, [infno])[infno]
 
     # -- store primitives ------------------------------------------------------------------------------
     def _load(self, order_no: str) -> PaymentOrder:
+        # While we hold the lease nobody else writes the order: our last write is its state.
+        held = _HELD.get()
+        if held is not None and held[0] == order_no and held[2]:
+            return held[2][0]
         with self._uow() as uow:
             return uow.session.get(PaymentOrder, order_no)
 
     def _state(self, order_no: str) -> PaymentState:
         return PaymentState(self._load(order_no).state)
 
-    def _transition(self, order_no: str, target: PaymentState, *, details_patch: dict | None = None,
-                    **fields) -> None:
-        """Move the order to ``target`` (refused unless the machine allows it) and write ``fields``."""
-        self._update(order_no, target=target, details_patch=details_patch, **fields)
+    def _transition(self, order_no: str, target: PaymentState, **changes) -> PaymentOrder:
+        """Move the order to ``target`` (refused unless the machine allows it) and write ``changes``."""
+        row = self._update(order_no, target=target, **changes)
         log.info("payment.state", order_no=order_no, state=target.value)
+        return row
+
+    def _with_msgids(self, order_no: str, infnos: list[str], **changes) -> dict[str, str]:
+        """Fresh msgids for ``infnos``, journalled in the same write as ``changes`` (before any is sent)."""
+        for _ in range(5):
+            msgids = {infno: self._p.insurance.new_msgid() for infno in infnos}
+            try:
+                self._update(order_no, begin=[(infno, msgid, {}) for infno, msgid in msgids.items()], **changes)
+            except IntegrityError:
+                continue  # another process made the same msgid: draw again
+            return msgids
+        raise RuntimeError("could not allocate unique msgids")
 
     def _update(self, order_no: str, *, target: PaymentState | None = None, details_patch: dict | None = None,
-                **fields) -> None:
+                begin: list[tuple[str, str, dict]] = (), finish: tuple[str, str, dict | None] | None = None,
+                **fields) -> PaymentOrder:
+        """One transaction: the order's row, and the journal steps that ``begin`` or ``finish`` with it."""
         now = self._clock.now()
         with self._uow() as uow:
             row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
@@ -982,7 +1055,19 @@ class PaymentEngine:
             if details_patch:
                 row.details = {**row.details, **details_patch}
             row.updated_at = now
+            if finish is not None:
+                key, status, detail = finish
+                step = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == key)).one()
+                step.status, step.finished_at = status, now
+                if detail:
+                    step.detail = {**step.detail, **detail}
+            for name, key, detail in begin:
+                uow.session.add(PaymentStep(order_no=order_no, step=name, key=key, status="started",
+                                            detail=detail, started_at=now))
             uow.commit()
+        if held is not None and held[0] == order_no:
+            held[2][:] = [row]
+        return row
 
     def _begin(self, order_no: str, step: str, key: str, detail: dict, *, reuse: bool = False) -> str:
         with self._uow() as uow:
@@ -1023,7 +1108,7 @@ class PaymentEngine:
         if token is None:
             yield False
             return
-        reset = _HELD.set((order_no, token))
+        reset = _HELD.set((order_no, token, []))
         try:
             yield True
         except LeaseLost:
