@@ -184,7 +184,7 @@ export const PAY = {
   invoiceA4: "打印电子票据（A4）",
   invoiceA4Again: "再打印一份电子票据",
   invoicePrinting: "正在打印…",
-  invoicePrinted: "请在下方出纸口取走票据",
+  invoicePrinted: "电子票据已打印，请在下方出纸口取走票据",
   invoiceLater: "可稍后在“缴费记录”中打印，或到人工窗口办理",
   invoiceLaterHere: "请稍后再试，或到人工窗口办理",
   invoiceTitle: "电子票据",
@@ -207,7 +207,7 @@ export const PAY = {
   sayBills: "请核对待缴费用，然后按下方按钮缴费。",
   sayQr: "请用手机扫描屏幕上的二维码付款。",
   saySuccess: "缴费成功，请取走凭条。",
-  sayInvoicePrinted: "请在下方出纸口取走票据。",
+  sayInvoicePrinted: "电子票据已打印，请在下方出纸口取走票据。",
   sayProblem: (title) => `${title}。请到人工收费窗口办理。`,
 };
 
