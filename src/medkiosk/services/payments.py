@@ -282,13 +282,14 @@ class PaymentEngine:
 
     def _start_paying(self, order_no: str, method: PayMethod, auth_code: str | None) -> None:
         order = self._load(order_no)
-        trade_no = out_trade_no(order_no)
+        trade_no = key = out_trade_no(order_no)
+        step = "code.charge" if method is PayMethod.PAYMENT_CODE else "qr.create"
         self._transition(order_no, PaymentState.AWAITING_PAYMENT, pay_method=method.value,
-                         out_trade_no=trade_no, pay_deadline=self._clock.now() + self._pay_window)
+                         out_trade_no=trade_no, pay_deadline=self._clock.now() + self._pay_window,
+                         begin=[(step, trade_no, {"amount": str(order.cash)})])
         if method is PayMethod.PAYMENT_CODE:
             self._charge_payment_code(order_no, trade_no, auth_code)
             return
-        key = self._begin(order_no, "qr.create", trade_no, {"amount": str(order.cash)})
         try:
             qr = self._p.channel.create_qr_order(trade_no, order.cash, self._description(),
                                                  int(self._pay_window.total_seconds()))
@@ -326,12 +327,14 @@ class PaymentEngine:
         self._update(order_no, out_trade_no=trade_no, pay_method=PayMethod.PAYMENT_CODE.value,
                      pay_deadline=self._clock.now() + self._pay_window,
                      details_patch={"code_url": None,
-                                    "closed_trades": [*order.details.get("closed_trades", []), order.out_trade_no]})
+                                    "closed_trades": [*order.details.get("closed_trades", []), order.out_trade_no]},
+                     begin=[("code.charge", trade_no, {"amount": str(order.cash)})])
         self._charge_payment_code(order_no, trade_no, auth_code)
 
     def _charge_payment_code(self, order_no: str, trade_no: str, auth_code: str) -> None:
+        """Charge the code under ``trade_no`` (its journal step already begun with the order's write)."""
         order = self._load(order_no)
-        key = self._begin(order_no, "code.charge", trade_no, {"amount": str(order.cash)})
+        key = trade_no
         try:
             result = self._p.channel.charge_payment_code(trade_no, auth_code, order.cash, self._description())
             self._end(key, "succeeded", {"state": str(result.state)})
@@ -397,11 +400,11 @@ class PaymentEngine:
     def invoice_pdf(self, device: AuthenticatedDevice, order_no: str) -> bytes:
         order = self._own_order(device, order_no)
         if not order.invoice_no:
-            raise PaymentRefused("电子票据尚未开具，请稍后再试。", "可稍后在“费用查询”中打印", status=409)
+            raise PaymentRefused("电子票据尚未开具，请稍后再试。", "可稍后在“缴费记录”中打印", status=409)
         try:
             return self._p.einvoice.pdf(order.invoice_no)
         except UpstreamError as exc:
-            raise PaymentRefused("暂时无法获取电子票据，请稍后再试。", "可稍后在“费用查询”中打印", status=503) from exc
+            raise PaymentRefused("暂时无法获取电子票据，请稍后再试。", "可稍后在“缴费记录”中打印", status=503) from exc
 
     def view(self, device: AuthenticatedDevice | None, order_no: str) -> dict[str, Any]:
         with self._uow() as uow:
@@ -638,14 +641,18 @@ class PaymentEngine:
             mismatch = None
         except AmountMismatch as exc:
             mismatch = exc
-        # The check's verdict is written with the payment, so a crash right after cannot lose it.
-        self._transition(order_no, PaymentState.PAID, paid_amount=paid, transaction_id=trade.transaction_id,
-                         channel=str(getattr(trade, "channel", "") or ""),
-                         **({"anomaly": mismatch.check, "message": f"{CHECK_LABELS[mismatch.check]}，已为您办理退款。"}
-                            if mismatch else {}))
+        paid_fields = {"paid_amount": paid, "transaction_id": trade.transaction_id,
+                       "channel": str(getattr(trade, "channel", "") or "")}
         if mismatch:
+            # The check's verdict is written with the payment, so a crash right after cannot lose it.
+            self._transition(order_no, PaymentState.PAID, anomaly=mismatch.check,
+                             message=f"{CHECK_LABELS[mismatch.check]}，已为您办理退款。", **paid_fields)
             self._anomaly(order_no, mismatch, refund=True)
-        return True
+            return True
+        # The payment is written together with the next step's journal entry (one write, not two).
+        if PaymentMode(order.mode) is PaymentMode.SELF_PAY:
+            return self._start_posting(order, through=PaymentState.PAID, **paid_fields)
+        return self._settle(order, through=PaymentState.PAID, **paid_fields)
 
     # -- settlement --------------------------------------------------------------------------------
     def _after_paid(self, order: PaymentOrder) -> bool:
@@ -656,11 +663,11 @@ class PaymentEngine:
             return self._start_posting(order)
         return self._settle(order)
 
-    def _settle(self, order: PaymentOrder) -> bool:
+    def _settle(self, order: PaymentOrder, *, through: PaymentState | None = None, **fields) -> bool:
         order_no = order.order_no
         person, certificate = self._insurance_of(order)
-        msgid = self._with_msgids(order_no, ["2207"], target=PaymentState.SETTLING,
-                                  attempts=order.attempts + 1)["2207"]
+        msgid = self._with_msgids(order_no, ["2207"], target=[*([through] if through else []), PaymentState.SETTLING],
+                                  attempts=order.attempts + 1, **fields)["2207"]
         try:
             result = self._p.insurance.settle(self._settle_request(order, person, certificate), msgid=msgid)
         except UpstreamRefused as exc:
@@ -681,9 +688,9 @@ class PaymentEngine:
                              message=f"{CHECK_LABELS[exc.check]}，已撤销结算并为您退款。", finish=settled)
             self._anomaly(order_no, exc, refund=True)
             return True
-        self._transition(order_no, PaymentState.SETTLED, setl_id=result.setl_id, fund=result.fund,
-                         account=result.account, finish=settled)
-        return True
+        # Settled, and the HIS posting begins, in one write (POSTING with a setl_id is settled).
+        return self._start_posting(order, through=PaymentState.SETTLED, setl_id=result.setl_id, fund=result.fund,
+                                   account=result.account, finish=settled)
 
     def _settling_interrupted(self, order: PaymentOrder) -> bool:
         """Found in SETTLING with no recorded outcome: the 2207 outcome is unknown — reverse it."""
@@ -755,10 +762,10 @@ class PaymentEngine:
         return True
 
     # -- HIS posting ---------------------------------------------------------------------------------
-    def _start_posting(self, order: PaymentOrder) -> bool:
+    def _start_posting(self, order: PaymentOrder, *, through: PaymentState | None = None, **changes) -> bool:
         key = step_key(order.order_no, "post")
-        order = self._transition(order.order_no, PaymentState.POSTING,
-                                 begin=[("his.post", key, {"total": str(order.his_total)})])
+        order = self._transition(order.order_no, [*([through] if through else []), PaymentState.POSTING],
+                                 begin=[("his.post", key, {"total": str(order.his_total)})], **changes)
         return self._post(order, begun=True)
 
     def _post(self, order: PaymentOrder, *, begun: bool = False) -> bool:
@@ -1017,10 +1024,13 @@ class PaymentEngine:
     def _state(self, order_no: str) -> PaymentState:
         return PaymentState(self._load(order_no).state)
 
-    def _transition(self, order_no: str, target: PaymentState, **changes) -> PaymentOrder:
-        """Move the order to ``target`` (refused unless the machine allows it) and write ``changes``."""
+    def _transition(self, order_no: str, target: PaymentState | list[PaymentState], **changes) -> PaymentOrder:
+        """Move the order to ``target`` (refused unless the machine allows it) and write ``changes``.
+
+        A list of targets passes through each in turn (each move checked) and stores the last.
+        """
         row = self._update(order_no, target=target, **changes)
-        log.info("payment.state", order_no=order_no, state=target.value)
+        log.info("payment.state", order_no=order_no, state=row.state)
         return row
 
     def _with_msgids(self, order_no: str, infnos: list[str], **changes) -> dict[str, str]:
@@ -1034,7 +1044,8 @@ class PaymentEngine:
             return msgids
         raise RuntimeError("could not allocate unique msgids")
 
-    def _update(self, order_no: str, *, target: PaymentState | None = None, details_patch: dict | None = None,
+    def _update(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
+                details_patch: dict | None = None,
                 begin: list[tuple[str, str, dict]] = (), finish: tuple[str, str, dict | None] | None = None,
                 **fields) -> PaymentOrder:
         """One transaction: the order's row, and the journal steps that ``begin`` or ``finish`` with it."""
@@ -1046,9 +1057,9 @@ class PaymentEngine:
                 if row.lease_owner != held[1]:
                     raise LeaseLost(order_no)
                 row.lease_until = now + LEASE  # each step renews it
-            if target is not None:
-                row.state = check_transition(PaymentState(row.state), target).value
-                if target in TERMINAL_STATES:
+            for step_target in ([] if target is None else [target] if isinstance(target, PaymentState) else target):
+                row.state = check_transition(PaymentState(row.state), step_target).value
+                if step_target in TERMINAL_STATES:
                     row.active_key = None
             for name, value in fields.items():
                 setattr(row, name, value)
