@@ -9,6 +9,7 @@ from medkiosk.store import (  # noqa: F401  (each module registers its tables on
     models_queues,
     models_reconciliation,
     models_releases,
+    models_tickets,
 )
 from medkiosk.store.models import Base
 
