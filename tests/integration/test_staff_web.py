@@ -222,7 +222,10 @@ def test_an_it_admin_creates_users_with_roles(site):
     with site.client() as newcomer:
         login(newcomer, "wangfang")
         me = newcomer.get("/api/staff/me").json()
-        assert me["roles"] == ["finance", "auditor"] and me["permissions"] == ["read_audit", "view_payments"]
+        # The union of both roles (services/staff.py ROLE_PERMISSIONS, docs/staff.md): the finance office's
+        # payments and reconciliation, the auditor's audit trail (reconciliation counted once).
+        assert me["roles"] == ["finance", "auditor"] and me["permissions"] == [
+            "read_audit", "resolve_discrepancies", "view_payments", "view_reconciliation"]
 
 
 def test_the_audit_page_is_for_auditors_and_it_admins_and_verifies_the_chain(site):
