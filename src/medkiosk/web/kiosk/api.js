@@ -85,6 +85,9 @@ async function fetchPdf(path) {
 }
 
 const PAYMENTS = "/local/api/kiosk/payments";
+const CHECKIN = "/local/api/kiosk/checkin";
+const EXAMS = "/local/api/kiosk/exams/orders";
+const DOCUMENTS = "/local/api/kiosk/documents";
 const enc = encodeURIComponent;
 
 export const api = {
@@ -113,6 +116,28 @@ export const api = {
     /** The e-invoice PDF (signed by the agent's forwarder); `reprint` is counted by the service. */
     invoicePdf: (orderNo, { reprint = false } = {}) =>
       fetchPdf(`${PAYMENTS}/${enc(orderNo)}/invoice.pdf${reprint ? "?reprint=true" : ""}`),
+  },
+  checkin: {
+    today: () => call("GET", CHECKIN),
+    /** `{registration_no}` or `{exam_order_no}`: one of today's registrations or exam appointments. */
+    checkIn: (what) => call("POST", CHECKIN, what),
+  },
+  exams: {
+    orders: () => call("GET", EXAMS),
+    slots: (orderNo) => call("GET", `${EXAMS}/${enc(orderNo)}/slots`),
+    book: (orderNo, w) => call("POST", `${EXAMS}/${enc(orderNo)}/booking`, { date: w.date, start: w.start }),
+    move: (orderNo, w) => call("POST", `${EXAMS}/${enc(orderNo)}/booking/move`, { date: w.date, start: w.start }),
+    cancel: (orderNo) => call("POST", `${EXAMS}/${enc(orderNo)}/booking/cancel`, {}),
+    slip: (orderNo, reprint) => call("GET", `${EXAMS}/${enc(orderNo)}/slip${reprint ? "?reprint=true" : ""}`),
+  },
+  documents: {
+    list: () => call("GET", DOCUMENTS),
+    reports: () => call("GET", `${DOCUMENTS}/reports`),
+    /** Reserve a print (limit, copy or original): `{print_id, pdf, title, job_id, copy, print_no, prints_left}`. */
+    reserve: (kind, docNo) => call("POST", `${DOCUMENTS}/${enc(kind)}/${enc(docNo)}/print`, {}),
+    /** The reserved print's PDF; `pdfPath` is the service's own path (`documents/prints/<id>.pdf`). */
+    pdf: (pdfPath) => fetchPdf(`/local/api/kiosk/${pdfPath}`),
+    result: (printId, printed, detail) => call("POST", `${DOCUMENTS}/prints/${enc(printId)}/result`, { printed, detail }),
   },
   printReceipt: (receipt) => call("POST", "/local/print/receipt", receipt),
   /** A PDF to the kiosk's A4 printer; `jobId` makes a retried request print once. */

@@ -4,33 +4,11 @@
 // Nothing here mentions insurance: app.js leaves the patient bar's category, balance and notices
 // out while these screens show. A cross-region patient checks in exactly like anyone else.
 
-import { ApiError } from "./api.js";
+import { api } from "./api.js";
 import { h, icon } from "./dom.js";
 import { CHECKIN, T } from "./messages.js";
 
 const SCREENS = new Set(["checkin", "checkin-result"]);
-const BASE = "/local/api/kiosk/checkin";
-
-async function call(method, body) {
-  let response;
-  try {
-    response = await fetch(BASE, {
-      method, cache: "no-store", credentials: "same-origin",
-      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(T.networkError, T.networkNext);
-  }
-  let data = null;
-  try { data = await response.json(); } catch { data = null; }
-  if (!response.ok) {
-    throw new ApiError((data && data.message) || T.networkError, (data && data.next_step) || T.genericNext,
-      response.status, data);
-  }
-  return data;
-}
-
 function heading(text) {
   return h("h1", { class: "screen-title", tabindex: "-1" }, text);
 }
@@ -69,7 +47,7 @@ export class CheckInFlow {
     const host = h("section", { class: "screen checkin", dataset: { screen: "checkin", testid: "checkin" } },
       heading(CHECKIN.heading),
       h("p", { class: "waiting", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), CHECKIN.loading));
-    call("GET").then((today) => {
+    api.checkin.today().then((today) => {
       if (gen === this.gen) host.replaceWith(this.listScreen(today.registrations || []));
     }, (err) => {
       if (gen !== this.gen) return;
@@ -114,7 +92,7 @@ export class CheckInFlow {
     button.lastChild.textContent = CHECKIN.going;
     error.hidden = true;
     try {
-      const result = await call("POST", { registration_no: r.registration_no });
+      const result = await api.checkin.checkIn({ registration_no: r.registration_no });
       this.app.show("checkin-result", { result });
     } catch (err) {
       if (err.sessionEnded) { this.app.sessionGone(); return; }

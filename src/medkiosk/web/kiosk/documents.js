@@ -3,55 +3,26 @@
 // original), the page fetches its PDF through the agent's forwarder, the agent prints it on the
 // A4 printer, and the page tells the service whether it came out (a failed print is not counted).
 
-import { ApiError } from "./api.js";
+import { api, ApiError, quietly } from "./api.js";
 import { h, icon, replaceChildren } from "./dom.js";
 import { DOCS, T } from "./messages.js";
 
 const SCREENS = new Set(["doc-list", "report-list"]);
-const BASE = "/local/api/kiosk/documents";
-const enc = encodeURIComponent;
 
-async function call(method, path, body) {
-  let response;
-  try {
-    response = await fetch(path, {
-      method, cache: "no-store", credentials: "same-origin",
-      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(T.networkError, T.networkNext);
-  }
-  let data = null;
-  try { data = await response.json(); } catch { data = null; }
-  if (!response.ok) {
-    throw new ApiError((data && data.message) || T.networkError, (data && data.next_step) || T.genericNext,
-      response.status, data);
-  }
-  return data;
-}
-
-/** Reserve, fetch the PDF, print it on A4, report the outcome. */
+/** Reserve, fetch the PDF, print it on A4, report the outcome (a failed print is not counted). */
 async function printDocument(kind, docNo) {
-  const job = await call("POST", `${BASE}/${enc(kind)}/${enc(docNo)}/print`, {});
+  const job = await api.documents.reserve(kind, docNo);
   let printed = false;
   let detail = "";
   try {
-    const pdf = await fetch(`/local/api/kiosk/${job.pdf}`, { cache: "no-store" });
-    if (!pdf.ok) {
-      let data = null;
-      try { data = await pdf.json(); } catch { data = null; }
-      throw new ApiError((data && data.message) || T.networkError, (data && data.next_step) || T.genericNext, pdf.status, data);
-    }
-    const body = await pdf.arrayBuffer();
-    const out = await fetch(`/local/print/a4?title=${enc(job.title)}&job_id=${enc(job.job_id)}`, {
-      method: "POST", headers: { "Content-Type": "application/pdf", Accept: "application/json" }, body,
-    });
-    if (!out.ok) {
-      let data = null;
-      try { data = await out.json(); } catch { data = null; }
-      detail = (data && data.message) || `a4 ${out.status}`;
-      throw new ApiError((data && data.message) || DOCS.printFailed, (data && data.next_step) || T.genericNext, out.status, data);
+    const pdf = await api.documents.pdf(job.pdf);
+    try {
+      await api.printA4(pdf, job.title, job.job_id);
+    } catch (err) {
+      // The agent's words (A4打印机缺纸 …) when it gave them; else a plain "did not print".
+      const said = err.status && err.data && typeof err.data.message === "string" && err.data.message;
+      detail = said || `a4 ${err.status || "unreachable"}`;
+      throw err.status ? new ApiError(said || DOCS.printFailed, err.nextStep, err.status, err.data) : err;
     }
     printed = true;
     return job;
@@ -59,7 +30,7 @@ async function printDocument(kind, docNo) {
     detail = detail || (err && err.message) || "error";
     throw err instanceof ApiError ? err : new ApiError(T.networkError, T.networkNext);
   } finally {
-    call("POST", `${BASE}/prints/${enc(job.print_id)}/result`, { printed, detail }).catch(() => {});
+    quietly(api.documents.result(job.print_id, printed, detail));
   }
 }
 
@@ -101,7 +72,7 @@ export class DocumentFlow {
     const gen = this.gen;
     const title = what === "report" ? DOCS.reportsHeading : DOCS.docsHeading;
     const host = loading(title, what === "report" ? DOCS.loadingReports : DOCS.loadingDocs);
-    const load = what === "report" ? call("GET", `${BASE}/reports`) : call("GET", BASE);
+    const load = what === "report" ? api.documents.reports() : api.documents.list();
     load.then((body) => {
       if (gen !== this.gen || !host.isConnected) return;
       const node = what === "report" ? this.reportsScreen(body.reports || []) : this.docsScreen(body);

@@ -11,33 +11,7 @@ import { h, icon, replaceChildren } from "./dom.js";
 import { EXAM, T } from "./messages.js";
 
 const SCREENS = new Set(["exam-orders", "exam-slots", "exam-result", "exam-cancel"]);
-const BASE = "/local/api/kiosk/exams/orders";
-const enc = encodeURIComponent;
-
-function call(method, path, body) {
-  return fetch(path, {
-    method, cache: "no-store", credentials: "same-origin",
-    headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  }).catch(() => { throw new ApiError(T.networkError, T.networkNext); }).then(async (response) => {
-    let data = null;
-    try { data = await response.json(); } catch { data = null; }
-    if (!response.ok) {
-      throw new ApiError((data && data.message) || T.networkError, (data && data.next_step) || T.genericNext,
-        response.status, data);
-    }
-    return data;
-  });
-}
-
-const exams = {
-  orders: () => call("GET", BASE),
-  slots: (orderNo) => call("GET", `${BASE}/${enc(orderNo)}/slots`),
-  book: (orderNo, w) => call("POST", `${BASE}/${enc(orderNo)}/booking`, { date: w.date, start: w.start }),
-  move: (orderNo, w) => call("POST", `${BASE}/${enc(orderNo)}/booking/move`, { date: w.date, start: w.start }),
-  cancel: (orderNo) => call("POST", `${BASE}/${enc(orderNo)}/booking/cancel`, {}),
-  slip: (orderNo, reprint) => call("GET", `${BASE}/${enc(orderNo)}/slip${reprint ? "?reprint=true" : ""}`),
-};
+const exams = api.exams;
 
 function heading(text) {
   return h("h1", { class: "screen-title", tabindex: "-1" }, text);
