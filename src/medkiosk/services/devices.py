@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from medkiosk.logging import get_logger
@@ -47,6 +47,7 @@ class DeviceService:
         self._uow = uow_factory
         self._clock = clock
         self._max_skew = max_skew
+        self._keys: dict[str, signing.Ed25519PublicKey] = {}
 
     # -- enrolment ------------------------------------------------------------------------------
     def enroll(self, device_id: str, terminal_type: TerminalType, *, name: str = "", location: str = "",
@@ -108,25 +109,37 @@ class DeviceService:
         except signing.SignatureError as exc:
             raise DeviceAuthError(exc.reason, exc.detail) from exc
         now = self._clock.now()
+        # Every kiosk request comes through here: one transaction, two plain statements (the device's
+        # columns, the nonce), no ORM objects to build or flush.
         with self._uow() as uow:
-            device = uow.session.get(Device, signed.device_id)
+            device = uow.session.execute(select(
+                Device.id, Device.enabled, Device.public_key, Device.terminal_type, Device.name, Device.location,
+                Device.preview).where(Device.id == signed.device_id)).first()
             if device is None:
                 raise DeviceAuthError("unknown", f"no enrolled device {signed.device_id!r}")
             if not device.enabled:
                 raise DeviceAuthError("disabled", f"device {device.id} is disabled")
             try:
-                signing.verify(signing.public_key_from_text(device.public_key), signed,
-                               headers[signing.HEADER_SIGNATURE], method, path, body,
-                               now=now.timestamp(), max_skew=self._max_skew)
+                signing.verify(self._public_key(device.public_key), signed, headers[signing.HEADER_SIGNATURE],
+                               method, path, body, now=now.timestamp(), max_skew=self._max_skew)
             except signing.SignatureError as exc:
                 raise DeviceAuthError(exc.reason, exc.detail) from exc
-            uow.session.add(DeviceNonce(device_id=device.id, nonce=signed.nonce, seen_at=now))
             try:
+                uow.session.execute(insert(DeviceNonce).values(device_id=device.id, nonce=signed.nonce, seen_at=now))
                 uow.commit()
             except IntegrityError as exc:
                 raise DeviceAuthError("replayed", "nonce already used") from exc
             return AuthenticatedDevice(device.id, TerminalType(device.terminal_type), device.name,
                                        device.location, device.preview)
+
+    def _public_key(self, text: str) -> signing.Ed25519PublicKey:
+        """The parsed key for a stored key text (a re-keyed device has a new text, so a new entry)."""
+        key = self._keys.get(text)
+        if key is None:
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            key = self._keys[text] = signing.public_key_from_text(text)
+        return key
 
     def purge_nonces(self) -> int:
         """Forget nonces older than twice the skew: their timestamps alone now refuse a replay."""

@@ -166,15 +166,7 @@ class SessionService:
         """The device's live session (raising NoSession); an expired one is ended on the way."""
         now = self._clock.now()
         with self._uow() as uow:
-            row = self._open_row(uow, device.id)
-            if row is None:
-                raise NoSession()
-            ended = self.session_clock.ended_by(as_utc(row.started_at), as_utc(row.last_activity_at), now)
-            if ended is not None:
-                row.ended_at, row.end_reason = now, ended.value
-                uow.commit()
-                log.info("session.expired", device_id=device.id, session_id=row.id, reason=ended.value)
-                raise NoSession(ended)
+            row = self._live_row(uow, device, now)
             if touch:
                 row.last_activity_at = now
                 uow.commit()
@@ -183,6 +175,19 @@ class SessionService:
     def touch(self, device: AuthenticatedDevice) -> SessionView:
         """The patient did something (or asked for more time): restart the idle clock."""
         return self.current(device, touch=True)
+
+    def _live_row(self, uow, device: AuthenticatedDevice, now) -> KioskSession:
+        """The open row if it is still live; an expired one is ended (committed) and NoSession raised."""
+        row = self._open_row(uow, device.id)
+        if row is None:
+            raise NoSession()
+        ended = self.session_clock.ended_by(as_utc(row.started_at), as_utc(row.last_activity_at), now)
+        if ended is not None:
+            row.ended_at, row.end_reason = now, ended.value
+            uow.commit()
+            log.info("session.expired", device_id=device.id, session_id=row.id, reason=ended.value)
+            raise NoSession(ended)
+        return row
 
     def end(self, device: AuthenticatedDevice, reason: SessionEnd = SessionEnd.LOGOUT) -> bool:
         now = self._clock.now()
@@ -196,20 +201,24 @@ class SessionService:
             return True
 
     def payer(self, device: AuthenticatedDevice) -> Payer:
-        """The live session's payer (raising NoSession); touches the session: paying is activity."""
-        self.touch(device)
+        """The live session's payer (raising NoSession); touches the session: paying is activity.
+
+        One transaction: the session row, its touch and the patient's HIS id (every payment request
+        asks, so this is on the hot path).
+        """
+        now = self._clock.now()
         with self._uow() as uow:
-            row = self._open_row(uow, device.id)
-            if row is None:
-                raise NoSession()
-            patient = uow.session.get(Patient, row.patient_id)
-            insured = certificate = None
-            if row.insurance_enc:
-                data = json.loads(self._cipher.decrypt("session.insurance", row.insurance_enc))
-                insured = insured_from_json(data["person"])
-                certificate = certificate_from_json(data["certificate"]) if data["certificate"] else None
-            return Payer(row.id, device.id, patient.id, patient.his_patient_id, PatientCategory(row.category),
-                         row.medium, insured, certificate)
+            row = self._live_row(uow, device, now)
+            row.last_activity_at = now
+            his_patient_id = uow.session.scalar(select(Patient.his_patient_id).where(Patient.id == row.patient_id))
+            uow.commit()
+        insured = certificate = None
+        if row.insurance_enc:
+            data = json.loads(self._cipher.decrypt("session.insurance", row.insurance_enc))
+            insured = insured_from_json(data["person"])
+            certificate = certificate_from_json(data["certificate"]) if data["certificate"] else None
+        return Payer(row.id, device.id, row.patient_id, his_patient_id, PatientCategory(row.category),
+                     row.medium, insured, certificate)
 
     @staticmethod
     def _open_row(uow, device_id: str) -> KioskSession | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,8 +37,43 @@ def make_engine(url: str, **kwargs) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    ping_idle = kwargs.pop("ping_after_idle_seconds", PING_AFTER_IDLE_SECONDS)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, ping_idle)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 5.0
+"""A pooled connection unused for this long is pinged before it is handed out."""
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Pre-ping only connections that sat idle in the pool, not one used a moment ago.
+
+    A ping on every checkout (``pool_pre_ping``) is one more round trip for each of the many short
+    transactions of a request. A connection that worked a moment ago is taken as alive; if the
+    server went away meanwhile, the statement fails, SQLAlchemy sees a disconnect and invalidates
+    the whole pool, so every later checkout gets a fresh connection. The ping still guards the case
+    it exists for: connections left idle across a restart or failover with no traffic to notice it.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _used(_dbapi_connection, record):
+        if record is not None:
+            record.info["medkiosk_used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, record, _proxy):
+        used_at = record.info.get("medkiosk_used_at")
+        if used_at is None or time.monotonic() - used_at < idle_seconds:
+            return  # fresh from connect(), or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+            dbapi_connection.rollback()
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool discards this connection and checks out (or opens) another.
+            raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
