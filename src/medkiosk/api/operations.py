@@ -151,7 +151,8 @@ def _device_page(request: Request, staff: StaffPrincipal, ops: Operations, devic
     return _render(request, "ops_device.html", {
         "staff": staff, "record": record, "view": view, "history": ops.ledger.history(device_id), "chart": chart,
         "steps": COMMISSIONING_STEPS, "alerts": alerts, "error": error, "notice": notice, "pem": pem,
-        "minutes": ops.monitoring.minutes(device_id, 60)}, status_code=status_code)
+        "minutes": ops.monitoring.minutes(device_id, 60), "device_tickets": ops.tickets.for_device(device_id)},
+        status_code=status_code)
 
 
 @pages.get("/ledger/{device_id}")
@@ -207,7 +208,8 @@ def _alerts_page(request: Request, staff: StaffPrincipal, ops: Operations, *, er
         "staff": staff, "open_alerts": open_alerts, "recent": recent, "muted": ops.alerts.muted(),
         "silences": ops.alerts.silences(), "channels": ops.alerts.channels(),
         "notifications": ops.alerts.notifications(20), "error": error, "kinds": list(ChannelKind),
-        "severities": list(Severity), "rules": ops.alerts.rules}, status_code=status_code)
+        "severities": list(Severity), "rules": ops.alerts.rules,
+        "alert_tickets": ops.tickets.for_alerts([a.id for a in open_alerts])}, status_code=status_code)
 
 
 @pages.get("/alerts")

@@ -3,13 +3,14 @@
 ``evaluate()`` runs every few seconds (api/app.py's background loop): it reads the fleet's
 current state, asks ``domain.alerts`` which alerts start, fire and resolve, stores that, plans
 notifications (grouping, silences, inhibition, business hours) and delivers them. On PostgreSQL
-only one service copy evaluates at a time (a try-lock); the others skip the round.
+only one service copy evaluates at a time (a try-lock); the others skip the round. While a
+major-event period is on (services.major_events), the rules are tightened (``tighten``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import select, text
 from medkiosk.domain import alerts as domain
 from medkiosk.domain.alerts import (Alert, AlertState, BusinessHours, ChangeKind, FleetDevice, InhibitRule, Matcher,
                                     Rule, Series, Severity, Silence, WeeklyWindow)
+from medkiosk.domain.releases import MajorEventPeriod
 from medkiosk.logging import get_logger
 from medkiosk.services import audit
 from medkiosk.services.clock import Clock, as_utc
@@ -98,6 +100,52 @@ class AlertNotFound(LookupError):
     pass
 
 
+DEFAULT_SPIKE_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Tightened:
+    """The rules, route and error-rate factor in force (tighter during a major event)."""
+
+    rules: dict[str, Rule]
+    route: domain.Route
+    spike_factor: float = DEFAULT_SPIKE_FACTOR
+    period: str = ""
+
+
+def tighten(rules: Mapping[str, Rule], route: domain.Route, thresholds: Mapping[str, Any] | None,
+            name: str = "") -> Tightened:
+    """Major-event mode (重大保障) applied to the rules, pure. ``thresholds`` (services.major_events):
+
+    - ``offline_for_seconds``: the offline and network-down rules fire sooner (never later than usual);
+    - ``error_rate_factor``: an error-rate spike needs only this many times the usual rate;
+    - ``paper_low_warns``: business-hours-only rules (paper low, error spikes) notify at any hour —
+      major events fall on holidays and weekends;
+    - ``escalate_after_minutes``: escalation — warnings are raised to critical (so they reach the
+      channels kept for critical alerts) and a still-firing group is notified again after this long
+      instead of every 4 hours.
+    """
+    if thresholds is None:
+        return Tightened(dict(rules), route)
+    out: dict[str, Rule] = {}
+    offline = thresholds.get("offline_for_seconds")
+    escalate = thresholds.get("escalate_after_minutes")
+    for key, rule in rules.items():
+        if offline and key in ("device_offline", "location_network_down"):
+            rule = replace(rule, for_=min(rule.for_, timedelta(seconds=float(offline))))
+        if thresholds.get("paper_low_warns", True) and rule.business_hours_only:
+            rule = replace(rule, business_hours_only=False)
+        if escalate and rule.severity is Severity.WARNING:
+            rule = replace(rule, severity=Severity.CRITICAL)
+        out[key] = rule
+    if escalate:
+        every = timedelta(minutes=float(escalate))
+        route = replace(route, repeat_interval=min(route.repeat_interval, every),
+                        group_interval=min(route.group_interval, every))
+    factor = float(thresholds.get("error_rate_factor") or DEFAULT_SPIKE_FACTOR)
+    return Tightened(out, route, min(factor, DEFAULT_SPIKE_FACTOR), name)
+
+
 def _to_domain(row: AlertRecord) -> Alert:
     return Alert(row.fingerprint, row.rule, Severity(row.severity), dict(row.labels or {}), row.summary,
                  AlertState(row.state), as_utc(row.active_since), as_utc(row.last_true_at),
@@ -124,7 +172,8 @@ def silence_of(row: SilenceRecord) -> Silence:
 class AlertService:
     def __init__(self, uow_factory, clock: Clock, monitoring: MonitoringService, *,
                  config: AlertConfig | None = None, notifier: Notifier | None = None,
-                 upstream_names: Iterable[str] = ()) -> None:
+                 upstream_names: Iterable[str] = (),
+                 major_event: Callable[[], MajorEventPeriod | None] | None = None) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._monitoring = monitoring
@@ -134,14 +183,23 @@ class AlertService:
         self.business_hours = BusinessHours(self.config.business_hours, self.config.tz)
         self._notifier = notifier or Notifier()
         self._upstream_names = tuple(upstream_names)
-        self._spikes: tuple[datetime, list[Series]] | None = None
+        self._spikes: tuple[datetime, float, list[Series]] | None = None
+        self._major_event = major_event
         self.on_notify: Callable[[Channel, domain.Notification], None] | None = None
 
     def close(self) -> None:
         self._notifier.close()
 
+    def in_force(self) -> Tightened:
+        """The rules as they apply now: the built-in ones, tightened while a major event is on."""
+        period = self._major_event() if self._major_event else None
+        if period is None:
+            return Tightened(self.rules, self.config.route)
+        return tighten(self.rules, self.config.route, period.thresholds, period.name)
+
     # -- conditions ------------------------------------------------------------------------------------
-    def collect(self, fleet: list[DeviceView], now: datetime) -> dict[str, list[Series]]:
+    def collect(self, fleet: list[DeviceView], now: datetime, *,
+                spike_factor: float = DEFAULT_SPIKE_FACTOR) -> dict[str, list[Series]]:
         """Each built-in rule's active series from the fleet, upstream probes and payment events."""
         series: dict[str, list[Series]] = {name: [] for name in self.rules}
         period, grace = self._monitoring.heartbeat_period, self._monitoring.grace
@@ -173,13 +231,14 @@ class AlertService:
         for (campus, building, floor), since in floors.items():
             series["location_network_down"].append(
                 Series({"campus": campus, "building": building, "floor": floor}, since=since))
-        series["error_rate_spike"] = self._error_spikes(watched, now)
+        series["error_rate_spike"] = self._error_spikes(watched, now, spike_factor)
         return series
 
-    def _error_spikes(self, fleet: list[DeviceView], now: datetime) -> list[Series]:
+    def _error_spikes(self, fleet: list[DeviceView], now: datetime,
+                      factor: float = DEFAULT_SPIKE_FACTOR) -> list[Series]:
         """Costly (two weeks of hours), so computed once a minute; between, the last answer stands."""
-        if self._spikes and now - self._spikes[0] < self.config.spike_every:
-            return self._spikes[1]
+        if self._spikes and now - self._spikes[0] < self.config.spike_every and self._spikes[1] == factor:
+            return self._spikes[2]
         this_hour = now.replace(minute=0, second=0, microsecond=0)
         with self._uow() as uow:
             rows = uow.session.execute(select(TelemetryHour.device_id, TelemetryHour.bucket,
@@ -196,9 +255,9 @@ class AlertService:
         found = []
         for device in fleet:
             tx, fail = current.get(device.id, (0, 0))
-            if domain.error_rate_spike(tx, fail, usual.get(device.id, [])):
+            if domain.error_rate_spike(tx, fail, usual.get(device.id, []), factor=factor):
                 found.append(Series(device.labels(), f"{fail}/{tx} 笔失败"))
-        self._spikes = (now, found)
+        self._spikes = (now, factor, found)
         return found
 
     def _payment_series(self, uow: UnitOfWork, now: datetime) -> list[Series]:
@@ -225,7 +284,9 @@ class AlertService:
         """One round: update alerts, plan notifications, deliver them. Returns what was sent."""
         now = self._clock.now()
         fleet = self._monitoring.fleet()
-        active = self.collect(fleet, now)
+        force = self.in_force()
+        rules = force.rules
+        active = self.collect(fleet, now, spike_factor=force.spike_factor)
         with self._uow() as uow:
             if not self._lock(uow):
                 return []
@@ -233,12 +294,12 @@ class AlertService:
             active["upstream_down"] = self._upstream_series(uow)
             rows = {row.fingerprint: row for row in uow.session.scalars(
                 select(AlertRecord).where(AlertRecord.open_key.is_not(None)))}
-            by_rule: dict[str, dict[str, Alert]] = {name: {} for name in self.rules}
+            by_rule: dict[str, dict[str, Alert]] = {name: {} for name in rules}
             alerts: dict[str, Alert] = {}
             for fp, row in rows.items():
                 alert = alerts[fp] = _to_domain(row)
                 by_rule.setdefault(row.rule, {})[fp] = alert
-            for name, rule in self.rules.items():
+            for name, rule in rules.items():
                 for change in domain.evaluate(rule, by_rule[name], active.get(name, []), now):
                     alert = change.alert
                     if change.kind is ChangeKind.STARTED:
@@ -271,8 +332,8 @@ class AlertService:
             silences = [silence_of(s) for s in uow.session.scalars(select(SilenceRecord).where(
                 SilenceRecord.ends_at > now, SilenceRecord.starts_at <= now))]
             notes, _muted = domain.plan_notifications(
-                candidates, self.rules, groups, silences=silences, inhibit_rules=self.inhibitions,
-                business_hours=self.business_hours, route=self.config.route, now=now)
+                candidates, rules, groups, silences=silences, inhibit_rules=self.inhibitions,
+                business_hours=self.business_hours, route=force.route, now=now)
             for alert in candidates:
                 row = rows.get(alert.fingerprint)
                 if row is None or row.open_key is None:
@@ -339,8 +400,9 @@ class AlertService:
             silences = [silence_of(s) for s in uow.session.scalars(select(SilenceRecord).where(
                 SilenceRecord.ends_at > now, SilenceRecord.starts_at <= now))]
         out = {}
+        rules = self.in_force().rules
         for alert in firing:
-            reason = domain.mute_reason(alert, rule=self.rules.get(alert.rule), firing=firing, silences=silences,
+            reason = domain.mute_reason(alert, rule=rules.get(alert.rule), firing=firing, silences=silences,
                                         inhibit_rules=self.inhibitions, business_hours=self.business_hours, now=now)
             if reason:
                 out[alert.fingerprint] = reason.value

@@ -1,4 +1,5 @@
-"""Wiring of the operations platform's services (ledger, monitoring, alerts) onto a container.
+"""Wiring of the operations platform's services (ledger, monitoring, alerts, tickets, inspections,
+consumables) onto a container.
 
 Kept beside, not inside, bootstrap's Container so the operations area grows without touching the
 shared wiring: ``operations_of(container)`` builds them once per container.
@@ -13,8 +14,12 @@ from typing import TYPE_CHECKING
 
 from medkiosk.domain.alerts import WeeklyWindow
 from medkiosk.services.alerts import AlertConfig, AlertService
+from medkiosk.services.consumables import ConsumableService
+from medkiosk.services.inspections import InspectionService
 from medkiosk.services.ledger import LedgerService
+from medkiosk.services.major_events import active_major_event
 from medkiosk.services.monitoring import MonitoringService
+from medkiosk.services.tickets import TicketService
 
 if TYPE_CHECKING:
     from medkiosk.bootstrap import Container
@@ -28,6 +33,9 @@ class Operations:
     monitoring: MonitoringService
     alerts: AlertService
     upstreams: dict[str, str]
+    tickets: TicketService
+    consumables: ConsumableService
+    inspections: InspectionService
 
     def probe(self) -> None:
         self.monitoring.probe_upstreams(self.upstreams)
@@ -48,8 +56,13 @@ def build_operations(container: "Container") -> Operations:
                          tz=settings.tz)
     upstreams = {"his": settings.his_url, "insurance": settings.insurance_url, "payment": settings.payment_url,
                  "einvoice": settings.einvoice_url}
-    alerts = AlertService(container.uow, container.clock, monitoring, config=config, upstream_names=upstreams)
-    return Operations(LedgerService(container.uow, container.clock, container.devices), monitoring, alerts, upstreams)
+    alerts = AlertService(container.uow, container.clock, monitoring, config=config, upstream_names=upstreams,
+                          major_event=lambda: active_major_event(container))
+    tickets = TicketService(container.uow, container.clock)
+    consumables = ConsumableService(container.uow, container.clock, settings.tz)
+    inspections = InspectionService(container.uow, container.clock, settings.tz, monitoring, consumables, tickets)
+    return Operations(LedgerService(container.uow, container.clock, container.devices), monitoring, alerts, upstreams,
+                      tickets, consumables, inspections)
 
 
 def operations_of(container: "Container") -> Operations:
