@@ -19,6 +19,7 @@ from medkiosk.api import checkin as checkin_api
 from medkiosk.api import exams as exams_api
 from medkiosk.api import queues as queues_api
 from medkiosk.api import operations_releases
+from medkiosk.api import operations_tickets
 from medkiosk.api import device, kiosk, operations, payments, staff
 from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
@@ -48,6 +49,8 @@ def _background_tasks(container: Container) -> list[asyncio.Task]:
         asyncio.create_task(_every(HOUSEKEEPING_SECONDS, "housekeeping", container.devices.purge_nonces)),
     ]
     tasks += operations_releases.background_tasks(container, _every)
+    # Inspection rounds at their scheduled times; ticket clocks reaching 75 % / 100 %.
+    tasks += operations_tickets.background_tasks(container, _every)
     if settings.reconcile_at:
         # Reconcile yesterday every day at MEDKIOSK_RECONCILE_AT, hospital time (docs/reconciliation.md).
         from medkiosk.services.reconciliation import run_daily
@@ -101,6 +104,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(staff.router)
     app.include_router(operations.router)
     app.include_router(operations_releases.router)
+    app.include_router(operations_tickets.router)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
     app.mount("/static/board", queues_api.board_static(), name="board-static")
 
