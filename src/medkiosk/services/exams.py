@@ -22,7 +22,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused
-from medkiosk.adapters.his.port import ExamAppointment, ExamOrder, HisPort, OrderStatus
+from medkiosk.adapters.his.port import CheckInKind, ExamAppointment, ExamOrder, HisPort, OrderStatus
 from medkiosk.agent.documents import Receipt
 from medkiosk.domain.exams import (
     BookingRefused,
@@ -42,9 +42,11 @@ from medkiosk.domain.exams import (
     emptiest_first,
     offer,
 )
+from medkiosk.domain.queues import check_in_closed
 from medkiosk.logging import get_logger
 from medkiosk.services.clock import Clock
 from medkiosk.services.devices import AuthenticatedDevice
+from medkiosk.services.queues import NewEntry, QueueService
 from medkiosk.services.sessions import SessionService
 from medkiosk.store.models import Patient
 from medkiosk.store.models_exams import ExamBooking, ExamBookingEvent, ExamSlot
@@ -320,6 +322,69 @@ class ExamService:
                                 masked_name=session.patient.get("masked_name", ""),
                                 printed_at=self._now(), reprint_no=count, rules=self.config.rules)
 
+    # -- check-in (报到) on the exam's day ----------------------------------------------------------
+    def due_today(self, device: AuthenticatedDevice, queues: QueueService) -> list[dict[str, Any]]:
+        """The patient's exam appointments of today (our own bookings; no HIS call), each with whether
+        it can check in: ``open``, ``checked_in`` (with the entry), ``done`` or ``closed``."""
+        payer = self._sessions.payer(device)
+        now = self._now()
+        with self._uow() as uow:
+            bookings = list(uow.session.scalars(select(ExamBooking).where(
+                ExamBooking.patient_id == payer.patient_row_id, ExamBooking.state == BookingState.BOOKED.value,
+                ExamBooking.day == now.date()).order_by(ExamBooking.start, ExamBooking.order_no)))
+        joined = queues.entries_for(CheckInKind.EXAM.value, [b.order_no for b in bookings])
+        items = []
+        for booking in bookings:
+            entry = joined.get(booking.order_no)
+            d = booking.details or {}
+            status, note = "open", ""
+            if entry and entry["state"] in ("waiting", "called"):
+                status, note = "checked_in", "已报到"
+            elif entry and entry["state"] == "done":
+                status, note = "done", "该检查已完成"
+            elif check_in_closed(_half_day(booking.start), now.time(), queues.rules(d.get("department_code", ""))):
+                status, note = "closed", _exam_closed_message(booking.start, queues.rules(d.get("department_code", "")))
+            items.append({
+                "order_no": booking.order_no, "exam_label": d.get("exam_label", ""), "exam_name": d.get("exam_name", ""),
+                "department_name": d.get("department_name", ""), "place": d.get("place", ""),
+                "window": window_label(booking.start, booking.end), "status": status, "note": note,
+                "entry": entry if status == "checked_in" else None})
+        return items
+
+    def check_in(self, device: AuthenticatedDevice, order_no: str, checkin) -> dict[str, Any]:
+        """Check in for today's exam appointment: join the exam department's queue, ordered by the
+        booked window, and tell the HIS (``CheckInService.join_and_tell``, kind ``exam``)."""
+        payer = self._sessions.payer(device)
+        view = self._sessions.current(device)
+        now = self._now()
+        with self._uow() as uow:
+            booking = self._own_booking(uow, payer.patient_row_id, order_no, lock=False)
+        if booking.day != now.date():
+            raise ExamRefused(f"您的这项检查预约在{date_label(booking.day, now.date())}，请在检查当天报到。",
+                              "请在预约当天到自助机报到")
+        if not booking.his_synced:  # the HIS accepts a check-in only for an exam it knows is booked
+            self._tell_his_booked(booking, device.id, undo=None)
+        order = self._order(payer.his_patient_id, order_no)  # the performing department, from the HIS
+        queues: QueueService = checkin.queues
+        rules = queues.rules(order.department_code)
+        existing = queues.entry(CheckInKind.EXAM.value, order_no)
+        if existing and existing["state"] == "done":
+            raise ExamRefused("该检查已完成，无需再次报到。", "如有疑问，请到检查科室登记台咨询")
+        if check_in_closed(_half_day(booking.start), now.time(), rules) and not (
+                existing and existing["state"] in ("waiting", "called")):
+            raise ExamRefused(_exam_closed_message(booking.start, rules), TO_EXAM_DESK)
+        new = NewEntry(
+            source=CheckInKind.EXAM.value, reference=order_no, department_code=order.department_code,
+            department_name=order.department_name, location=booking.details.get("place") or order.location,
+            queue_date=booking.day, half_day=_half_day(booking.start), patient_row_id=payer.patient_row_id,
+            his_patient_id=payer.his_patient_id, masked_name=view.patient.get("masked_name", ""),
+            slot_start=dt.datetime.combine(booking.day, booking.start, tzinfo=self._tz),
+            slot_end=dt.datetime.combine(booking.day, booking.end, tzinfo=self._tz),
+            age=view.patient.get("age"), device_id=device.id)
+        result = checkin.join_and_tell(new, kind=CheckInKind.EXAM)
+        log.info("exam.checked_in", order_no=order_no, department=order.department_code, device_id=device.id)
+        return {**result, "exam_name": booking.details.get("exam_name", "")}
+
     # -- internals -------------------------------------------------------------------------------
     def _now(self) -> dt.datetime:
         return self.clock.now().astimezone(self._tz)
@@ -431,6 +496,7 @@ class ExamService:
         exam_type = order.exam_type.value
         return {"exam_name": order.exam_name, "exam_label": EXAM_LABELS.get(exam_type, exam_type),
                 "body_part": order.body_part, "department_name": order.department_name,
+                "department_code": order.department_code,
                 "place": resource.place if resource else order.location,
                 "preparation": order.preparation or self.config.preparations.get(exam_type, ""),
                 "check_in": self.config.check_in.get(exam_type, "请按预约时段提前到检查科室报到。")}
@@ -535,6 +601,16 @@ class ExamService:
         return {"order_no": booking.order_no, "state": booking.state, "exam_name": booking.details.get("exam_name"),
                 "exam_label": booking.details.get("exam_label"), "preparation": booking.details.get("preparation"),
                 "check_in": booking.details.get("check_in"), "booking": self._booking_window(booking, now)}
+
+
+def _half_day(start: dt.time) -> str:
+    return "am" if start < dt.time(12) else "pm"
+
+
+def _exam_closed_message(start: dt.time, rules) -> str:
+    half_day = _half_day(start)
+    closes = rules.am_closes if half_day == "am" else rules.pm_closes
+    return f"{'上午' if half_day == 'am' else '下午'}检查的报到时间已过（{closes:%H:%M} 截止），不能自助报到。"
 
 
 def _wrap(text: str, width: int = 21) -> list[str]:
