@@ -48,7 +48,7 @@ export class CheckInFlow {
       heading(CHECKIN.heading),
       h("p", { class: "waiting", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), CHECKIN.loading));
     api.checkin.today().then((today) => {
-      if (gen === this.gen) host.replaceWith(this.listScreen(today.registrations || []));
+      if (gen === this.gen) host.replaceWith(this.listScreen(today.registrations || [], today.exams || []));
     }, (err) => {
       if (gen !== this.gen) return;
       if (err.sessionEnded) { this.app.sessionGone(); return; }
@@ -57,13 +57,14 @@ export class CheckInFlow {
     return host;
   }
 
-  listScreen(registrations) {
+  listScreen(registrations, exams) {
     const error = h("p", { class: "inline-error", role: "alert", hidden: true, dataset: { testid: "checkin-error" } });
-    const cards = registrations.map((r) => this.card(r, error));
+    // Registrations first, then today's exam appointments (in window order).
+    const cards = [...registrations.map((r) => this.card(r, error)), ...exams.map((e) => this.examCard(e, error))];
     return h("section", { class: "screen checkin", dataset: { screen: "checkin", testid: "checkin" } },
       heading(CHECKIN.heading),
-      registrations.length ? h("p", { class: "lead" }, CHECKIN.lead) : null,
-      registrations.length
+      cards.length ? h("p", { class: "lead" }, CHECKIN.lead) : null,
+      cards.length
         ? h("ul", { class: "checkin-list", dataset: { testid: "checkin-list" } }, cards)
         : h("div", { class: "panel checkin-none", dataset: { testid: "checkin-none" } },
           h("p", { class: "checkin-none-title" }, CHECKIN.none), h("p", { class: "next-step" }, CHECKIN.noneNext)),
@@ -74,7 +75,7 @@ export class CheckInFlow {
     const open = r.status === "open";
     const button = open ? h("button", {
       type: "button", class: "btn btn-primary btn-xl", dataset: { testid: `checkin-go-${r.registration_no}` },
-      onclick: () => this.checkIn(r, button, error),
+      onclick: () => this.checkIn({ registration_no: r.registration_no }, button, error),
     }, icon("svc-checkin", "icon"), CHECKIN.go) : null;
     return h("li", { class: ["panel", "checkin-card", !open && "is-muted"], dataset: { testid: `checkin-${r.registration_no}`, status: r.status } },
       h("div", { class: "checkin-what" },
@@ -86,13 +87,29 @@ export class CheckInFlow {
       button);
   }
 
-  async checkIn(r, button, error) {
+  /** An exam appointment of today: the exam, its window and place; 确认报到 joins the exam room's queue. */
+  examCard(e, error) {
+    const open = e.status === "open";
+    const button = open ? h("button", {
+      type: "button", class: "btn btn-primary btn-xl", dataset: { testid: `checkin-exam-go-${e.order_no}` },
+      onclick: () => this.checkIn({ exam_order_no: e.order_no }, button, error),
+    }, icon("svc-checkin", "icon"), CHECKIN.go) : null;
+    return h("li", { class: ["panel", "checkin-card", !open && "is-muted"], dataset: { testid: `checkin-exam-${e.order_no}`, status: e.status } },
+      h("div", { class: "checkin-what" },
+        h("p", { class: "checkin-department" }, `${CHECKIN.examTag(e.exam_label)} ${e.exam_name}`),
+        h("p", { class: "checkin-facts" }, CHECKIN.examWindow(e.window), e.department_name ? ` · ${e.department_name}` : ""),
+        e.place ? h("p", { class: "checkin-place" }, e.place) : null,
+        e.note ? h("p", { class: "checkin-note", dataset: { testid: `checkin-exam-note-${e.order_no}` } }, e.note) : null),
+      button);
+  }
+
+  async checkIn(what, button, error) {
     if (button.disabled) return;
     button.disabled = true;
     button.lastChild.textContent = CHECKIN.going;
     error.hidden = true;
     try {
-      const result = await api.checkin.checkIn({ registration_no: r.registration_no });
+      const result = await api.checkin.checkIn(what);
       this.app.show("checkin-result", { result });
     } catch (err) {
       if (err.sessionEnded) { this.app.sessionGone(); return; }

@@ -342,9 +342,9 @@ export const DEMO = {
 /** Check-in (报到). */
 export const CHECKIN = {
   heading: "报到",
-  loading: "正在查询您今天的挂号…",
-  lead: "请选择要报到的号，按“确认报到”即可排队候诊。",
-  none: "您今天没有可以报到的挂号",
+  loading: "正在查询您今天的挂号和检查预约…",
+  lead: "请选择要报到的号或检查，按“确认报到”即可排队候诊。",
+  none: "您今天没有可以报到的挂号或检查预约",
   noneNext: "如已在窗口或手机上挂号，请到分诊台或人工窗口咨询。",
   problemTitle: "暂时无法报到",
   retry: "重新查询",
@@ -353,6 +353,8 @@ export const CHECKIN = {
   queueNo: (no) => `${no} 号`,
   doctor: (name) => `医生：${name}`,
   window: (label, window) => (window ? `${label} ${window}` : label),
+  examTag: (label) => `【${label}检查】`,
+  examWindow: (window) => `预约时段 ${window}`,
   checkedIn: "已报到",
   resultTitle: "报到成功",
   yourNumber: "您的候诊号",
