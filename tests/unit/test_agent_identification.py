@@ -218,3 +218,12 @@ def test_only_wallet_payment_codes_count_as_payment_codes():
         assert payment_code_in(scan(code)) is None
     assert payment_code_in(ScanRead(medium=Medium.VISIT_CARD, visit_card_no=WECHAT_CODE)) is None
     assert payment_code_in(CARD) is None
+
+
+def test_an_exam_slip_qr_is_never_sent_as_identity_and_says_how_to_check_in():
+    seen: list = []
+    ident = identification(identified, seen)
+    outcome = asyncio.run(ident.identify(scan("EXAM:EX20261126001")))
+    assert outcome["outcome"] == "error" and "检查预约单" in outcome["message"]
+    assert "报到" in outcome["next_step"] and "医保卡" in outcome["next_step"]
+    assert seen == []  # neither the service nor, through it, the insurance platform saw it

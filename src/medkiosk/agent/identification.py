@@ -8,6 +8,11 @@ The scanner also reads wallets' payment codes. They are money, not identity, and
 identify endpoint: while the page waits for a payment (its long-poll names the order), a payment
 code becomes a ``payment_code`` outcome for that order; at any other time it is answered with a
 short-lived error telling the patient to choose the bill first.
+
+The exam appointment slip's QR code (``EXAM:<order_no>``) is not identity either: it is printed
+paper with a predictable number, so anyone holding it (or a copy) could become its patient. It is
+answered, like an unexpected payment code, with a short-lived error saying how to identify and
+that 报到 then lists the exam; it never reaches the service or the insurance platform.
 """
 
 from __future__ import annotations
@@ -43,6 +48,15 @@ PAYMENT_CODE_GRACE_SECONDS = 3.0
 UNEXPECTED_CODE_TTL_SECONDS = 5.0
 UNEXPECTED_PAYMENT_CODE = {"outcome": "error", "message": "这是手机付款码，现在还不需要付款",
                            "next_step": "请先识别身份，进入“门诊缴费”选择要缴的费用，在付款页面再出示付款码"}
+# The exam appointment slip's QR (services/exams.py appointment_slip).
+EXAM_SLIP_CODE = re.compile(r"^EXAM:[A-Za-z0-9_.-]{1,40}$")
+EXAM_SLIP = {"outcome": "error", "message": "这是检查预约单上的二维码，不能用来识别身份",
+             "next_step": "请插医保卡、放身份证或出示医保电子凭证，识别后选择“报到”，即可为预约的检查报到"}
+
+
+def exam_slip_in(read: MediumRead) -> bool:
+    """Whether the scanner read an exam appointment slip's QR code."""
+    return isinstance(read, ScanRead) and bool(read.qrcode) and bool(EXAM_SLIP_CODE.match(read.qrcode.strip()))
 
 
 def payment_code_in(read: MediumRead) -> str | None:
@@ -202,6 +216,11 @@ class Identification:
         code = payment_code_in(read)
         if code is not None:
             return self._payment_code(code)
+        if exam_slip_in(read):
+            log.info("exam_slip_scanned")
+            outcome = dict(EXAM_SLIP)
+            self.mailbox.post(outcome, ttl=UNEXPECTED_CODE_TTL_SECONDS)
+            return outcome
         epoch = self._epoch
         log.info("medium_read", **read.masked())
         outcome = await self._call("/api/device/identify", read.identify_body(), medium=read.medium.value)
