@@ -143,7 +143,7 @@ def test_a_self_pay_patient_pays_a_visit_by_qr_in_three_taps_and_the_receipt_pri
     tap("pay-self-pay")
     expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=15_000)
     assert yuan(page.get_by_test_id("split-cash").inner_text()) == total
-    expect(page.get_by_test_id("pay-bank-card")).to_contain_text("即将开放")
+    expect(page.get_by_test_id("pay-bank-card")).to_be_enabled()
     expect(page.get_by_test_id("pay-cross-region")).to_have_count(0)
     shoot(page, "pay-split-self-pay")
 
@@ -481,3 +481,51 @@ def test_an_invoice_not_issued_yet_says_so_and_where_to_print_it_later(page, sta
         assert new_sheets(kiosk_url, before) == []
     finally:
         httpx.delete(f"{stack.einvoice.url}/__sim__/faults", timeout=10).raise_for_status()
+
+
+def pos_declines(kiosk_url: str, decline: bool, reason: str | None = None) -> None:
+    """The demo panel's switch for the kiosk's (simulated) bank POS."""
+    response = httpx.post(f"{kiosk_url}/local/demo/pos", json={"decline": decline, "reason": reason}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def test_h_a_patient_pays_by_bank_card_on_the_kiosk_pos_in_three_taps(page, stack, kiosk_url):
+    identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+    tap = Taps(page)
+    tap("tile-payment")
+    expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+    total = yuan(page.get_by_test_id("pay-total").inner_text())
+    tap("pay-self-pay")
+    expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=15_000)
+    tap("pay-bank-card")
+    expect_result(page, "completed")
+    expect(page.get_by_test_id("result-title")).to_have_text("缴费成功")
+    expect(page.get_by_test_id("print-status")).to_contain_text("凭条已打印", timeout=10_000)
+    shoot(page, "pay-result-bank-card")
+    assert tap.count == 3, tap.count
+    orders = [o for o in channel_orders(stack).values() if o.get("amount") == f"{total:.2f}"]
+    with stack.container.uow() as uow:
+        from sqlalchemy import select
+
+        from medkiosk.store.models import PaymentOrder
+
+        paid = uow.session.scalars(select(PaymentOrder).where(PaymentOrder.pay_method == "bank_card")).all()
+    assert [o.state for o in paid] == ["completed"] and paid[0].paid_amount == total
+    assert f"{paid[0].order_no}P1" not in {o["out_trade_no"] for o in orders}  # never at the QR channel
+
+
+def test_i_a_declined_bank_card_says_why_charges_nothing_and_qr_still_works(page, stack, kiosk_url):
+    pos_declines(kiosk_url, True, "交易被拒绝：余额不足")
+    try:
+        identify(page, kiosk_url, "id-card", "self_pay", "郑*")
+        page.get_by_test_id("tile-payment").click()
+        expect(page.get_by_test_id("pay-bills")).to_be_visible(timeout=15_000)
+        page.get_by_test_id("pay-self-pay").click()
+        expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=15_000)
+        page.get_by_test_id("pay-bank-card").click()
+        result = expect_result(page, "closed")
+        expect(result).to_contain_text("余额不足")
+        expect(result).to_contain_text("未扣款")
+        shoot(page, "pay-result-bank-card-declined")
+    finally:
+        pos_declines(kiosk_url, False)

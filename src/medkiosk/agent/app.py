@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import segno
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -36,6 +38,7 @@ from medkiosk.agent.logship import LogShipper, ShipperContext, install_capture
 from medkiosk.agent.updater import BundleStaticFiles, BundleStore, Updater
 from medkiosk.domain.masking import mask_phone
 from medkiosk.logging import configure_logging, get_logger
+from medkiosk.agent.pos import Outbox, PosRefused, PosTerminal
 from medkiosk.agent.printing import PrintQueue
 from medkiosk.security.release_signing import parse_key_list
 
@@ -114,6 +117,7 @@ class AgentRuntime:
     a4: PrintQueue
     updater: Updater
     logs: LogShipper
+    pos: PosTerminal
 
     def web_dir(self) -> Path:
         """The page being served now: the current release's, else the configured or built-in one."""
@@ -163,6 +167,8 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
         updater=None,  # type: ignore[arg-type] - set just below: it reads the heartbeat
         logs=LogShipper(client, period=settings.log_ship_seconds, batch_lines=settings.log_batch_lines,
                         buffer_lines=settings.log_buffer_lines, level=settings.log_ship_level),
+        pos=PosTerminal(drivers.bank_pos, client, Outbox(settings.printout_dir / "pos-outbox.json"),
+                        period=settings.heartbeat_seconds),
     )
     runtime.updater = Updater(
         client, BundleStore(settings.release_root), parse_key_list(settings.release_public_keys), drivers=drivers,
@@ -178,7 +184,8 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
             install_capture()
             runtime.logs.bind()
         tasks = [asyncio.create_task(runtime.identification.run(), name="identification"),
-                 asyncio.create_task(runtime.heartbeat.run(), name="heartbeat")]
+                 asyncio.create_task(runtime.heartbeat.run(), name="heartbeat"),
+                 asyncio.create_task(runtime.pos.run(), name="bank_pos")]
         if runtime.updater.trusted:
             tasks.append(asyncio.create_task(runtime.updater.run(), name="updater"))
         else:
@@ -203,6 +210,9 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.agent = runtime
     app.add_middleware(LocalOnly)
+    # Compressed over loopback too: the page's scripts and styles stay well under the 200 KB a
+    # screen may transfer (DESIGN 11) as the flows grow. Long polls and PDFs are unaffected.
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     if settings.log_ship:
         app.add_middleware(ShipperContext, shipper=runtime.logs)
     install_error_handlers(app)
@@ -304,6 +314,17 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
             raise AgentError(422, "打印内容有误", "请返回重试，或到人工窗口办理")
         result = await runtime.a4.submit(job_id, title, lambda: drivers.a4_printer.print_pdf(pdf, title=title))
         return JSONResponse(result, headers=NO_STORE)
+
+    # The bank POS: the patient's card sale for an order the service set to be paid by card.
+
+    @app.post("/local/pos/sale/{order_no}")
+    async def pos_sale(order_no: str = PathParam(pattern=ORDER_NO)) -> JSONResponse:
+        try:
+            status, body = await asyncio.to_thread(runtime.pos.sale, order_no)
+        except PosRefused as exc:
+            raise AgentError(exc.status, exc.message, exc.next_step) from exc
+        runtime.heartbeat.counters.record(ok=status < 500)
+        return JSONResponse(body, status, headers=NO_STORE)
 
     # The forwarder: the page's business calls, signed, to the service's kiosk API only.
 

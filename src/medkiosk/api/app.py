@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(device.router)
     app.include_router(kiosk.router)
     app.include_router(payments.router)
+    app.include_router(payments.pos_router)
     app.include_router(exams_api.router)
     app.include_router(documents_api.router)
     app.include_router(checkin_api.router)

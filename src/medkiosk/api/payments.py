@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, Field
@@ -11,11 +12,12 @@ from medkiosk.api.deps import authenticated_device, container
 from medkiosk.bootstrap import Container
 from medkiosk.domain.payment import PaymentMode, PayMethod, PaymentState
 from medkiosk.services.devices import AuthenticatedDevice
-from medkiosk.services.payments import PaymentRefused
+from medkiosk.services.payments import PaymentRefused, PosReport
 from medkiosk.services.receipts import payment_receipt
 from medkiosk.services.sessions import NoSession
 
 router = APIRouter(prefix="/api/kiosk/payments", tags=["kiosk payments"])
+pos_router = APIRouter(prefix="/api/device/pos", tags=["device"])
 
 Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
 Services = Annotated[Container, Depends(container)]
@@ -116,3 +118,28 @@ def invoice_pdf(order_no: str, device: Device, services: Services, reprint: bool
 
     pdf = _guard(fetch)
     return Response(pdf, media_type="application/pdf", headers={"Cache-Control": "no-store"})
+
+
+class PosReportIn(BaseModel):
+    """One POS outcome the agent reports: a sale under the order's ``…P1``, a void/refund under ``…R1``."""
+
+    key: str = Field(pattern=r"^PO[0-9A-F]{18,30}[PR][0-9]{1,2}$")
+    kind: Literal["sale", "void", "refund"]
+    status: Literal["approved", "declined", "unknown"]
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    reference: str = Field(default="", max_length=40)
+    message: str = Field(default="", max_length=200)
+
+
+@pos_router.post("/reports")
+def pos_report(body: PosReportIn, device: Device, services: Services) -> dict[str, Any]:
+    """What the kiosk's bank POS did; the order goes on (paid, closed, refunded) at once."""
+    if body.status == "approved" and body.amount is None:
+        raise HTTPException(422, {"message": "缺少交易金额", "next_step": "请重新报告"})
+    return _guard(lambda: services.payments.record_pos_report(device, PosReport(**body.model_dump())))
+
+
+@pos_router.get("/tasks")
+def pos_tasks(device: Device, services: Services) -> dict[str, Any]:
+    """Card payments this kiosk's POS must void or refund."""
+    return {"tasks": services.payments.pos_tasks(device)}

@@ -67,6 +67,8 @@ TO_CASHIER = "请到人工收费窗口办理"
 LEASE = timedelta(seconds=30)
 PAY_WINDOW = timedelta(minutes=5)
 MAX_SETTLE_ATTEMPTS = 2
+POS_REPORT_GRACE = timedelta(minutes=10)
+"""How long after its deadline a bank-card payment waits for the kiosk's POS report before staff are told."""
 BILLS_FRESH_SECONDS = 120.0
 """How long the bills a session was shown stand in for a HIS read before pre-settlement."""
 CANCEL_WAIT_SECONDS = 5.0
@@ -115,6 +117,28 @@ class PaymentRefused(Exception):
         self.next_step = next_step
         self.status = status
         self.offer_self_pay = offer_self_pay
+
+
+@dataclass(frozen=True)
+class PosTrade:
+    """A bank-card sale as the kiosk's POS reported it, shaped like a channel trade for ``_record_paid``."""
+
+    amount: Decimal
+    transaction_id: str  # the bank's reference number (参考号)
+    paid_amount: Decimal | None = None
+    channel: str = "bank_card"
+
+
+@dataclass(frozen=True)
+class PosReport:
+    """What the agent reports from the POS: a sale's or a refund's outcome."""
+
+    key: str  # the order's out_trade_no for a sale, its out_refund_no for a void or refund
+    kind: str  # sale, void or refund
+    status: str  # approved, declined (nothing charged), or unknown (still finding out)
+    amount: Decimal | None = None
+    reference: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,8 +290,8 @@ class PaymentEngine:
                      and order.pay_method == PayMethod.QR.value)
         if state is not PaymentState.PRESETTLED and not switching:
             return self.view(device, order_no)
-        if method not in (PayMethod.QR, PayMethod.PAYMENT_CODE):
-            raise PaymentRefused("银行卡支付即将开放，请使用手机扫码支付。", "请选择扫码支付", status=422)
+        if method is PayMethod.NONE:
+            raise PaymentRefused("请选择支付方式。", "请选择扫码支付或银行卡支付", status=422)
         if method is PayMethod.PAYMENT_CODE and not (auth_code and auth_code.isdigit() and 16 <= len(auth_code) <= 24):
             raise PaymentRefused("未能识别付款码，请重新出示手机付款码。", "请重新扫码", status=422)
         self._sessions.touch(device)
@@ -283,13 +307,15 @@ class PaymentEngine:
     def _start_paying(self, order_no: str, method: PayMethod, auth_code: str | None) -> None:
         order = self._load(order_no)
         trade_no = key = out_trade_no(order_no)
-        step = "code.charge" if method is PayMethod.PAYMENT_CODE else "qr.create"
+        step = {PayMethod.PAYMENT_CODE: "code.charge", PayMethod.BANK_CARD: "pos.sale"}.get(method, "qr.create")
         self._transition(order_no, PaymentState.AWAITING_PAYMENT, pay_method=method.value,
                          out_trade_no=trade_no, pay_deadline=self._clock.now() + self._pay_window,
                          begin=[(step, trade_no, {"amount": str(order.cash)})])
         if method is PayMethod.PAYMENT_CODE:
             self._charge_payment_code(order_no, trade_no, auth_code)
             return
+        if method is PayMethod.BANK_CARD:
+            return  # the kiosk's POS charges the card (the agent drives it) and reports back
         try:
             qr = self._p.channel.create_qr_order(trade_no, order.cash, self._description(),
                                                  int(self._pay_window.total_seconds()))
@@ -365,12 +391,75 @@ class PaymentEngine:
         return self.view(device, order_no)
 
     def _cancel_held(self, order_no: str) -> None:
-        state = self._state(order_no)
+        order = self._load(order_no)
+        state = PaymentState(order.state)
+        if state is PaymentState.AWAITING_PAYMENT and order.pay_method == PayMethod.BANK_CARD.value:
+            # Only the POS knows whether the card was charged: its report closes the order or carries it on.
+            self._update(order_no, details_patch={"cancel_requested": True})
+            return
         if state is PaymentState.AWAITING_PAYMENT:
             self._close_or_collect(order_no)
         elif state is PaymentState.PRESETTLED:
             self._transition(order_no, PaymentState.CLOSED, message="您已取消缴费，未扣款。")
         self._drive(order_no)
+
+    # -- the kiosk's bank POS (driven by the agent) ------------------------------------------------
+    def record_pos_report(self, device: AuthenticatedDevice, report: PosReport) -> dict[str, Any]:
+        """The agent tells what the POS did for one of this kiosk's orders; repeating a report is harmless."""
+        order_no = report.key.rsplit("P" if report.kind == "sale" else "R", 1)[0]
+        with self._uow() as uow:
+            order = uow.session.get(PaymentOrder, order_no)
+        if order is None or order.device_id != device.id or order.pay_method != PayMethod.BANK_CARD.value:
+            raise PaymentRefused("没有找到这笔银行卡交易。", "请到人工窗口核对", status=404)
+        with self._driving(order_no, wait=CANCEL_WAIT_SECONDS) as held:
+            if not held:
+                raise PaymentRefused("订单正在处理，请稍后再报告。", "稍后重试", status=409)
+            if report.kind == "sale":
+                self._pos_sale_reported(order_no, report)
+            else:
+                self._pos_refund_reported(order_no, report)
+            self._drive(order_no)
+        return self._order_json(self._load(order_no))
+
+    def pos_tasks(self, device: AuthenticatedDevice) -> list[dict[str, Any]]:
+        """Card payments this kiosk's POS must give back (void or refund), oldest first."""
+        with self._uow() as uow:
+            rows = uow.session.execute(select(PaymentOrder, PaymentStep).join(
+                PaymentStep, PaymentStep.order_no == PaymentOrder.order_no).where(
+                PaymentOrder.device_id == device.id, PaymentOrder.state == PaymentState.REFUNDING.value,
+                PaymentOrder.pay_method == PayMethod.BANK_CARD.value,
+                PaymentStep.step.in_(["pos.void", "pos.refund"]), PaymentStep.status != "succeeded",
+            ).order_by(PaymentOrder.updated_at).limit(20)).all()
+        return [{"key": step.key, "kind": step.detail["kind"], "amount": step.detail["amount"],
+                 "reference": step.detail["reference"], "trade_no": order.out_trade_no} for order, step in rows]
+
+    def _pos_sale_reported(self, order_no: str, report: PosReport) -> None:
+        order = self._load(order_no)
+        state = PaymentState(order.state)
+        if report.key != order.out_trade_no:
+            raise PaymentRefused("交易号与订单不符。", "请到人工窗口核对", status=409)
+        if state is not PaymentState.AWAITING_PAYMENT:
+            if report.status == "approved" and state in (PaymentState.CLOSED, PaymentState.FAILED):
+                self._stuck(order_no, f"银行卡已扣款（参考号{report.reference}）但订单已关闭，请人工退款")
+            return  # reported before: already taken forward
+        if report.status == "approved":
+            self._end(report.key, "succeeded", {"reference": report.reference})
+            self._record_paid(order_no, PosTrade(amount=report.amount, transaction_id=report.reference))
+        elif report.status == "declined":
+            self._end(report.key, "refused", {"message": report.message})
+            self._transition(order_no, PaymentState.CLOSED,
+                             message=f"银行卡支付未成功（{report.message or '交易被拒绝'}），未扣款。可换用扫码支付。")
+
+    def _pos_refund_reported(self, order_no: str, report: PosReport) -> None:
+        order = self._load(order_no)
+        if PaymentState(order.state) is not PaymentState.REFUNDING:
+            return
+        if report.status == "approved":
+            self._transition(order_no, PaymentState.REFUNDED, refunded_amount=order.refunded_amount + report.amount,
+                             finish=(report.key, "succeeded", {"reference": report.reference}))
+        elif report.status == "declined":
+            self._end(report.key, "refused", {"message": report.message})
+            self._stuck(order_no, f"自助机POS退款被拒绝：{report.message}")
 
     def history(self, device: AuthenticatedDevice, *, days: int = 30) -> dict[str, Any]:
         """The patient's payments at the kiosks over the last ``days`` days, newest first."""
@@ -599,6 +688,12 @@ class PaymentEngine:
 
     # -- waiting for the patient's money -------------------------------------------------------------
     def _await_payment(self, order: PaymentOrder) -> bool:
+        if order.pay_method == PayMethod.BANK_CARD.value:
+            overdue = order.pay_deadline is not None and self._clock.now() >= as_utc(order.pay_deadline) + POS_REPORT_GRACE
+            if overdue and not order.details.get("pos_overdue"):
+                self._update(order.order_no, details_patch={"pos_overdue": True})
+                self._stuck(order.order_no, "银行卡支付超时未收到自助机POS的结果，请核对该机POS交易")
+            return False  # only the kiosk's POS report moves it on
         try:
             trade = self._p.channel.query(order.out_trade_no)
         except UpstreamError:
@@ -843,6 +938,14 @@ class PaymentEngine:
                              message=order.message or "已撤销，未扣款。")
             return True
         refund_no = out_refund_no(order_no, 1)
+        if order.pay_method == PayMethod.BANK_CARD.value:
+            # The kiosk's POS gives it back (void on the day of the sale, refund later): the agent
+            # collects this task and reports the outcome (record_pos_report).
+            sold_on = as_utc(order.pay_deadline or order.created_at).date()
+            kind = "void" if sold_on == self._clock.now().date() else "refund"
+            self._begin(order_no, f"pos.{kind}", refund_no, {"amount": str(amount), "reference": order.transaction_id,
+                                                              "kind": kind}, reuse=True)
+            return False
         self._begin(order_no, "refund", refund_no, {"amount": str(amount)}, reuse=True)
         try:
             result = self._p.channel.refund(order.out_trade_no, refund_no, amount, order.paid_amount,
@@ -912,6 +1015,8 @@ class PaymentEngine:
             "offer_self_pay": bool(order.details.get("offer_self_pay")),
             "receipt_no": order.receipt_no, "invoice_no": order.invoice_no,
         }
+        if state is PaymentState.AWAITING_PAYMENT and order.pay_method == PayMethod.BANK_CARD.value:
+            body["pos"] = {"trade_no": order.out_trade_no, "amount": str(order.cash)}
         if state is PaymentState.AWAITING_PAYMENT:
             body["code_url"] = order.details.get("code_url")
             body["pay_deadline"] = as_utc(order.pay_deadline).isoformat() if order.pay_deadline else None

@@ -281,7 +281,9 @@ class ReconciliationService:
         t = PaymentOrder.__table__.c
         query = select(t.out_trade_no, t.state, type_coerce(t.paid_amount, BigInteger),
                        self._certainty(t.created_at, start, end - self._window)).where(
-            t.created_at >= start - self._window, t.created_at < end, t.out_trade_no.is_not(None))
+            t.created_at >= start - self._window, t.created_at < end, t.out_trade_no.is_not(None),
+            # Card payments go through the kiosk's bank POS, not the QR channel: not on its statement.
+            t.pay_method != "bank_card")
         index: dict[str, OurTrade] = {}
         states: dict[str, str] = {}
         certainties = list(Certainty)

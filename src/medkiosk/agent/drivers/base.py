@@ -211,6 +211,11 @@ class BankPos(Peripheral, Protocol):
 
     def refund(self, amount: Decimal, reference: str, order_no: str) -> PosResult: ...
 
+    def query(self, order_no: str) -> PosResult | None:
+        """The transaction made under ``order_no`` (a sale's trade number, a void's or refund's refund
+        number), or None when the terminal made none; raise :class:`PosUnavailable` when it cannot say."""
+        ...
+
 
 Reader = InsuranceCardReader | IdCardReader | QrScanner
 

@@ -13,6 +13,7 @@ import itertools
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -260,7 +261,8 @@ class SimulatedPos:
 
     decline: bool = False
     decline_reason: str = "交易被拒绝：余额不足"
-    unreachable: bool = False
+    lose_next_reply: bool = False
+    sale_seconds: float = 0.0  # how long the patient takes at the terminal (card, PIN)
     state: PeripheralState = PeripheralState.OK
     journal: dict[tuple[PosKind, str], PosResult] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -303,8 +305,24 @@ class SimulatedPos:
             self.journal[(kind, order_no)] = result
             return result
 
+    def set_lose_next_reply(self, lose: bool = True) -> None:
+        """The next transaction goes through at the bank but its answer never reaches the agent."""
+        self.lose_next_reply = lose
+
     def sale(self, amount: Decimal, order_no: str) -> PosResult:
-        return self._transact(PosKind.SALE, order_no, amount)
+        if self.sale_seconds:
+            time.sleep(self.sale_seconds)
+        result = self._transact(PosKind.SALE, order_no, amount)
+        if self.lose_next_reply:
+            self.lose_next_reply = False
+            raise PosUnavailable("银行卡终端无响应", "请勿重复刷卡，正在确认交易结果", detail="simulated lost reply")
+        return result
+
+    def query(self, order_no: str) -> PosResult | None:
+        if self.state in (PeripheralState.FAULT, PeripheralState.OFFLINE):
+            raise PosUnavailable("银行卡终端暂时无法使用", "请稍后", detail=f"simulated {self.state.value}")
+        with self._lock:
+            return next((r for (_, key), r in self.journal.items() if key == order_no), None)
 
     def void(self, reference: str, order_no: str) -> PosResult:
         sale = self._sales().get(reference)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import NoReturn
 
 from medkiosk.agent.documents import Receipt
-from medkiosk.agent.drivers.base import PeripheralState, PeripheralStatus, PosResult, PosUnavailable, PrintJob
+from medkiosk.agent.drivers.base import PeripheralState, PeripheralStatus, PosResult, PosDeclined, PosUnavailable, PrintJob
 from medkiosk.agent.drivers.escpos_printer import refusal_for
 
 
@@ -43,13 +43,17 @@ class NotConfiguredPos:
         raise PosUnavailable("银行卡支付暂不可用", "请换用扫码支付或到人工窗口办理", detail="bank POS not configured")
 
     def sale(self, amount: Decimal, order_no: str) -> PosResult:
-        self._refuse()
+        # Nothing can have been charged on a terminal that is not there: a refusal, not an unknown.
+        raise PosDeclined("银行卡支付暂不可用", "请换用扫码支付或到人工窗口办理", detail="bank POS not configured")
 
     def void(self, reference: str, order_no: str) -> PosResult:
         self._refuse()
 
     def refund(self, amount: Decimal, reference: str, order_no: str) -> PosResult:
         self._refuse()
+
+    def query(self, order_no: str) -> PosResult | None:
+        return None
 
 
 class NotConfiguredReceiptPrinter:

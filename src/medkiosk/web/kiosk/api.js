@@ -139,6 +139,8 @@ export const api = {
     pdf: (pdfPath) => fetchPdf(`/local/api/kiosk/${pdfPath}`),
     result: (printId, printed, detail) => call("POST", `${DOCUMENTS}/prints/${enc(printId)}/result`, { printed, detail }),
   },
+  /** The kiosk's bank POS charges the card for an order the service set to be paid by card. */
+  posSale: (orderNo) => call("POST", `/local/pos/sale/${enc(orderNo)}`, {}),
   printReceipt: (receipt) => call("POST", "/local/print/receipt", receipt),
   /** A PDF to the kiosk's A4 printer; `jobId` makes a retried request print once. */
   printA4: (pdf, title, jobId) => callRaw("POST", `/local/print/a4?title=${enc(title)}&job_id=${enc(jobId)}`,

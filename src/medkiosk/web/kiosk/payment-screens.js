@@ -262,7 +262,7 @@ function splitRow(label, amount, testid, cls = "") {
 }
 
 /** How the bill divides (费用合计 / 医保统筹 / 个人账户 / 现金), very large, and how to pay the cash. */
-export function splitScreen({ order, onQr }) {
+export function splitScreen({ order, onQr, onCard }) {
   const split = order.split || { total: order.his_total, fund: "0.00", account: "0.00", cash: order.his_total };
   const insurance = order.mode === "insurance";
   const cashDue = cents(split.cash) > 0;
@@ -274,11 +274,16 @@ export function splitScreen({ order, onQr }) {
   }, icon("pay-qr", "pay-method-icon"),
   h("span", { class: "pay-method-text" }, h("span", { class: "pay-method-name" }, PAY.qrButton),
     h("span", { class: "pay-method-sub" }, PAY.qrWallets)));
+  const cardButton = h("button", {
+    type: "button", class: "btn btn-outline pay-method", dataset: { testid: "pay-bank-card" }, onclick: onCard,
+    disabled: order.state !== "presettled" || !cashDue,
+  }, icon("bank-card", "pay-method-icon"),
+  h("span", { class: "pay-method-text" }, h("span", { class: "pay-method-name" }, PAY.bankCard),
+    h("span", { class: "pay-method-sub" }, PAY.bankCardSub)));
   const methods = cashDue ? h("div", { class: "panel pay-methods" },
     h("h2", { class: "section-title" }, PAY.methodHeading),
     qrButton,
-    h("p", { class: "pay-method-soon", "aria-disabled": "true", dataset: { testid: "pay-bank-card" } },
-      icon("bank-card", "icon"), h("span", {}, PAY.bankCard), h("span", { class: "badge-soon" }, PAY.soon)),
+    cardButton,
     status, problem.node)
     : h("div", { class: "panel pay-methods" }, h("p", { class: "waiting", role: "status" },
       h("span", { class: "spinner", "aria-hidden": "true" }), PAY.cashZero), problem.node);
@@ -300,6 +305,7 @@ export function splitScreen({ order, onQr }) {
     node,
     setBusy(on, text = "") {
       qrButton.disabled = on || order.state !== "presettled";
+      cardButton.disabled = qrButton.disabled;
       status.textContent = text;
     },
     setStatus(text) { status.textContent = text; },

@@ -185,7 +185,8 @@ export class PaymentFlow {
 
   splitView({ order, choice }) {
     const gen = this.gen;
-    const view = splitScreen({ order, onQr: () => this.payByQr(gen, order, choice, view) });
+    const view = splitScreen({ order, onQr: () => this.payByQr(gen, order, choice, view),
+      onCard: () => this.payByCard(gen, order, choice, view) });
     // Nothing left to pay in cash (or the order is already on its way): it completes by itself.
     if (order.state !== "presettled") this.watch(gen, order, choice, () => view.setStatus(PAY.settling));
     return view.node;
@@ -218,6 +219,41 @@ export class PaymentFlow {
     } else {
       view.setStatus(PAY.settling);
       this.watch(gen, next, choice, null);
+    }
+  }
+
+  /**
+   * Tap 3, by card: the service sets the order to be paid on the kiosk's POS, then the agent drives
+   * the terminal (the patient inserts the card and enters the PIN) and reports the outcome.
+   */
+  async payByCard(gen, order, choice, view) {
+    view.setBusy(true, PAY.cardStarting);
+    let next = null;
+    try {
+      next = await api.pay.pay(order.order_no, "bank_card");
+      if (gen !== this.gen) return;
+      if (next.state === "awaiting_payment" && next.pos) {
+        view.setStatus(PAY.cardInsert);
+        this.app.say(PAY.cardInsert);
+        next = await api.posSale(order.order_no);
+      }
+    } catch (err) {
+      if (this.gone(err) || gen !== this.gen) return;
+      if (err.outcomeUnknown) next = await this.statusOf(order);
+      if (!next) {
+        view.setBusy(false);
+        view.showProblem(err.message, err.nextStep);
+        return;
+      }
+    }
+    if (gen !== this.gen) return;
+    this.open = next;
+    if (next.terminal) {
+      this.showResult(next, choice);
+    } else {
+      // The POS answered late or the report is on its way: the service finishes it; keep watching.
+      view.setStatus(next.next_step || PAY.settling);
+      this.watch(gen, { ...order, ...next, order_no: order.order_no }, choice, null);
     }
   }
 
