@@ -30,6 +30,7 @@ from medkiosk.domain.queues import (
     waiting_order,
 )
 from medkiosk.logging import get_logger
+from medkiosk.services import audit
 from medkiosk.services.clock import Clock, as_utc
 from medkiosk.store.models_queues import QueueCall, QueueDepartment, QueueEntryRow, QueueHead
 from medkiosk.store.uow import UnitOfWork
@@ -129,12 +130,14 @@ class QueueService:
 
     def set_rules(self, department_code: str, rules: QueueRules | dict[str, Any], *, name: str | None = None,
                   zone: str | None = None, actor: str = "") -> dict[str, Any]:
-        """Set a department's rules (a dict may name only the rules that change); they apply at once."""
+        """Set a department's rules (a dict may name only the rules that change); they apply at once.
+        A change by a person (``actor``) goes to the audit trail with each changed value, before and after."""
         with self._uow() as uow:
             row = uow.session.get(QueueDepartment, department_code, with_for_update=True)
             if row is None:
                 row = QueueDepartment(department_code=department_code, rules={}, name="", zone="")
                 uow.session.add(row)
+            before = {**QueueRules.from_json(row.rules).to_json(), "name": row.name or "", "zone": row.zone or ""}
             if isinstance(rules, dict):
                 rules = QueueRules.from_json({**(row.rules or {}), **rules})
             row.rules = rules.to_json()
@@ -143,6 +146,11 @@ class QueueService:
             if zone is not None:
                 row.zone = zone
             row.updated_at, row.updated_by = self._clock.now(), actor
+            after = {**row.rules, "name": row.name or "", "zone": row.zone or ""}
+            changed = {key: {"from": before[key], "to": after[key]} for key in after if before.get(key) != after[key]}
+            if actor and changed:
+                audit.append(uow, self._clock, actor, "queue.rules_changed", f"queue_department:{department_code}",
+                             {"changed": changed})
             uow.commit()
             log.info("queue.rules_set", department=department_code, actor=actor)
             return self._department_json(row)
