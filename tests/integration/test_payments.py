@@ -379,3 +379,25 @@ def test_a_second_bill_for_a_visit_whose_payment_is_being_settled_is_refused(wor
     refused = kiosk.request("POST", "/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "self_pay"})
     assert refused.status_code == 409 and "正在处理" in refused.json()["message"]
     assert world.order(order["order_no"]).state == "posting"
+
+
+def test_a_special_disease_visit_settles_as_med_type_14_with_its_disease_code(world):
+    kiosk = world.kiosk
+    kiosk.insert_insurance_card("special_disease")
+    visits = kiosk.get("/api/kiosk/payments/bills")["visits"]
+    today = visits[0]  # the doctor recorded 糖尿病 (M03900), which 赵敏 has filed
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": today["visit_no"], "mode": "insurance"})
+    assert order["state"] in ("presettled", "completed"), order["message"]  # her account may cover it all
+    if order["state"] == "presettled":
+        kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+        world.phone_pays(order)
+    done = kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert done["state"] == "completed", done
+    row = world.order(order["order_no"])
+    visit = [v for v in world.sim("insurance", "GET", "/__sim__/state/registrations").json()
+             if v["mdtrt_id"] == row.mdtrt_id][0]
+    assert (visit["med_type"], visit["dise_codg"]) == ("14", "M03900")
+    settled = [s for s in world.sim("insurance", "GET", "/__sim__/state/settlements").json()
+               if s["setl_id"] == row.setl_id][0]
+    assert settled["med_type"] == "14" and Decimal(settled["psn_cash_pay"]) == row.cash
+

@@ -215,7 +215,8 @@ class PaymentEngine:
         details = {
             "visit": {"visit_no": visit.visit_no, "date": visit.visit_date.isoformat(),
                       "department": visit.department_name, "department_code": visit.department_code,
-                      "doctor": visit.doctor_name, "doctor_code": visit.doctor_code},
+                      "doctor": visit.doctor_name, "doctor_code": visit.doctor_code,
+                      "special_disease": self._special_disease(visit, payer, mode, now)},
             "items": [{"order_no": i.order_no, "item_code": i.item_code, "name": i.name, "kind": str(i.kind),
                        "insurance_code": i.insurance_code, "self_pay_only": i.self_pay_only,
                        "unit_price": str(i.unit_price), "quantity": i.quantity, "amount": str(i.amount),
@@ -589,8 +590,9 @@ class PaymentEngine:
             # 2203 and 2204 only need the visit: send them together.
             visit_info = self._executor.submit(
                 ins.upload_visit_info, psn_no=person.psn_no, insured_region=person.insured_region,
-                mdtrt_id=mdtrt_id, began_at=order.created_at, med_type=self._med_type(person),
-                msgid=msgids["2203"])
+                mdtrt_id=mdtrt_id, began_at=order.created_at, med_type=self._med_type(order),
+                disease_code=(visit.get("special_disease") or {}).get("code", ""),
+                disease_name=(visit.get("special_disease") or {}).get("name", ""), msgid=msgids["2203"])
             results = ins.upload_fees(psn_no=person.psn_no, insured_region=person.insured_region,
                                       mdtrt_id=mdtrt_id, batch_no=batch_no, items=self._fee_items(order),
                                       msgid=msgids["2204"])
@@ -1037,14 +1039,38 @@ class PaymentEngine:
         data = json.loads(self._cipher.decrypt("payment.insurance", order.insurance_enc))
         return insured_from_json(data["person"]), certificate_from_json(data["certificate"])
 
+    def _special_disease(self, visit, payer: Payer, mode: PaymentMode, now: datetime) -> dict[str, str] | None:
+        """The visit's 门诊慢特病, when the doctor recorded one and the patient holds a filing valid today.
+
+        The filings are asked of the platform (5301) only for such a visit; if it cannot answer, the
+        visit settles as ordinary outpatient — never refused for that.
+        """
+        code = getattr(visit, "special_disease_code", None)
+        if mode is not PaymentMode.INSURANCE or not code or payer.insured is None:
+            return None
+        filings = payer.insured.special_diseases
+        if not filings:
+            try:
+                filings = self._p.insurance.special_diseases(payer.insured.psn_no, payer.insured.insured_region)
+            except UpstreamError as exc:
+                log.warning("payment.special_diseases_unavailable", error=type(exc).__name__)
+                return None
+        today = now.date()
+        for filing in filings:
+            if filing.code == code and (filing.begins_on is None or filing.begins_on <= today) \
+                    and (filing.ends_on is None or today <= filing.ends_on):
+                return {"code": code, "name": visit.special_disease_name or filing.name}
+        return None  # not filed (or lapsed): settled as an ordinary outpatient visit
+
     @staticmethod
-    def _med_type(person) -> str:
-        return "11"
+    def _med_type(order: PaymentOrder) -> str:
+        """11 ordinary outpatient; 14 门诊慢特病 (its own policy, with the disease code in 2203)."""
+        return "14" if order.details["visit"].get("special_disease") else "11"
 
     def _settle_request(self, order: PaymentOrder, person, certificate) -> SettlementRequest:
         return SettlementRequest(psn_no=person.psn_no, insured_region=person.insured_region, scheme=person.scheme,
                                  certificate=certificate, mdtrt_id=order.mdtrt_id, batch_no=self._batch_no(order),
-                                 total=order.his_total, med_type=self._med_type(person), use_account=True)
+                                 total=order.his_total, med_type=self._med_type(order), use_account=True)
 
     @staticmethod
     def _batch_no(order: PaymentOrder) -> str:

@@ -222,6 +222,9 @@ class UnpaidVisit(HisModel):
     doctor_name: str
     items: list[OrderItem]
     total_amount: Money
+    special_disease_code: str | None = None
+    """The 门诊慢特病 the doctor treated at this visit (insurance disease code): settled as med_type 14."""
+    special_disease_name: str | None = None
 
 
 class ExamAppointment(HisModel):

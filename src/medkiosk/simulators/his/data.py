@@ -190,8 +190,15 @@ def build_demo_hospital(*, today: dt.date, seed: int = DEFAULT_SEED) -> dict[str
         by_department.setdefault(doctor["department_code"], []).append(doctor)
     for persona in persona_patients():
         department = PERSONA_DEPARTMENTS.get(persona.key, "0101")
+        first = len(orders)
         _persona_orders(rng, numbers, persona.patient_id, persona.id_number, department, by_department,
                         today, orders, exam_orders)
+        if persona.insurance is not None and persona.insurance.special_diseases:
+            # Today's visit treats the first filed 门诊慢特病: it settles as med_type 14.
+            code, name = persona.insurance.special_diseases[0]
+            for order in orders[first:]:
+                if order["visit_date"] == today:
+                    order.update(special_disease_code=code, special_disease_name=name)
     for index, patient in enumerate(patients[len(persona_patients()):]):
         if index % 3 == 0:  # a third of the other patients have something to pay
             department = rng.choice([d for d in by_department if d not in BIG_DEPARTMENTS])

@@ -174,6 +174,9 @@ class OrderRecord(Record):
     doctor_code: Code
     status: OrderStatus = OrderStatus.UNPAID
     items: list[OrderItemRecord] = Field(min_length=1)
+    special_disease_code: Code | None = None
+    """The 门诊慢特病 the doctor treated at this visit (its insurance disease code), if any."""
+    special_disease_name: Text | None = None
 
 
 class ExamAppointmentRecord(Record):

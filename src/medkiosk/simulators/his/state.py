@@ -235,7 +235,12 @@ class HisState:
                 "doctor_name": doctors[order.doctor_code].name,
                 "items": [],
                 "total_amount": 0,
+                "special_disease_code": None,
+                "special_disease_name": None,
             })
+            if order.special_disease_code:
+                visit["special_disease_code"] = order.special_disease_code
+                visit["special_disease_name"] = order.special_disease_name
             for item in order.items:
                 visit["items"].append({"order_no": order.order_no, "status": order.status.value,
                                        **item.model_dump(mode="json")})
