@@ -166,3 +166,26 @@ def test_an_exam_the_his_never_heard_of_is_told_before_the_check_in(world):
     done = kiosk.post("/api/kiosk/checkin", {"exam_order_no": ct["order_no"]})
     assert done["entry"]["state"] == "waiting"
     assert [(c["kind"], c["reference"]) for c in world.told()] == [("exam", ct["order_no"])]
+
+
+def test_todays_exams_still_check_in_when_the_his_cannot_list_the_registrations(world):
+    kiosk = world.kiosk("K001", "local_employee")
+    ct = book(kiosk, "ct", world.today, "10:00")
+    httpx.post(f"{world.his_url}/__sim__/faults", json={"operation": "registrations.list", "kind": "error"},
+               timeout=10).raise_for_status()
+    try:
+        listed = kiosk.get("/api/kiosk/checkin")
+        assert listed["registrations"] == [] and [e["order_no"] for e in listed["exams"]] == [ct["order_no"]]
+        assert "挂号" in listed["registrations_problem"]["message"] and listed["registrations_problem"]["next_step"]
+        assert kiosk.post("/api/kiosk/checkin", {"exam_order_no": ct["order_no"]})["entry"]["position"] == 1
+    finally:
+        httpx.delete(f"{world.his_url}/__sim__/faults", timeout=10)
+    # Without any exam today, the HIS's silence is the answer, with where to go.
+    other = world.kiosk("K002", "self_pay", id_card=True)
+    httpx.post(f"{world.his_url}/__sim__/faults", json={"operation": "registrations.list", "kind": "error"},
+               timeout=10).raise_for_status()
+    try:
+        refused = other.get("/api/kiosk/checkin", expect=503)
+    finally:
+        httpx.delete(f"{world.his_url}/__sim__/faults", timeout=10)
+    assert "挂号" in refused["message"] and refused["next_step"]

@@ -48,7 +48,7 @@ export class CheckInFlow {
       heading(CHECKIN.heading),
       h("p", { class: "waiting", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), CHECKIN.loading));
     api.checkin.today().then((today) => {
-      if (gen === this.gen) host.replaceWith(this.listScreen(today.registrations || [], today.exams || []));
+      if (gen === this.gen) host.replaceWith(this.listScreen(today.registrations || [], today.exams || [], today.registrations_problem));
     }, (err) => {
       if (gen !== this.gen) return;
       if (err.sessionEnded) { this.app.sessionGone(); return; }
@@ -57,7 +57,8 @@ export class CheckInFlow {
     return host;
   }
 
-  listScreen(registrations, exams) {
+  /** `problem`: the HIS could not list the registrations, but today's exams can still check in. */
+  listScreen(registrations, exams, problem) {
     const error = h("p", { class: "inline-error", role: "alert", hidden: true, dataset: { testid: "checkin-error" } });
     // Registrations first, then today's exam appointments (in window order).
     const cards = [...registrations.map((r) => this.card(r, error)), ...exams.map((e) => this.examCard(e, error))];
@@ -68,6 +69,8 @@ export class CheckInFlow {
         ? h("ul", { class: "checkin-list", dataset: { testid: "checkin-list" } }, cards)
         : h("div", { class: "panel checkin-none", dataset: { testid: "checkin-none" } },
           h("p", { class: "checkin-none-title" }, CHECKIN.none), h("p", { class: "next-step" }, CHECKIN.noneNext)),
+      problem ? h("p", { class: "hint", role: "status", dataset: { testid: "checkin-registrations-problem" } },
+        [problem.message, problem.next_step].filter(Boolean).join(" ")) : null,
       error);
   }
 
