@@ -72,7 +72,7 @@ def world(database_url, simulators):
     settings = Settings(database_url=database_url, recovery_seconds=0, upstream_timeout_seconds=3,
                         **{f"{name}_url": server.url for name, server in simulators.items()})
     today = dt.datetime.now(TZ).date()
-    clock = FrozenClock(dt.datetime.combine(today, dt.time(9, 0), tzinfo=TZ).astimezone(dt.timezone.utc))
+    clock = FrozenClock(dt.datetime.combine(today, dt.time(9, 0), tzinfo=TZ).astimezone(dt.UTC))
     container = build_container(settings)
     exams_of(container).clock = clock
     container.queues._clock = clock  # the queue's "on time" is read against the same hospital morning

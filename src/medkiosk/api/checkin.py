@@ -27,7 +27,7 @@ class CheckIn(BaseModel):
     exam_order_no: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "CheckIn":
+    def _one_of(self) -> CheckIn:
         if (self.registration_no is None) == (self.exam_order_no is None):
             raise ValueError("name exactly one of registration_no and exam_order_no")
         return self
