@@ -77,8 +77,8 @@ def test_a_patient_books_the_earliest_ct_window_and_the_slip_prints(page, stack,
 def test_a_cross_province_patient_sees_no_cross_region_text_booking_and_cancelling(page, stack, kiosk_url):
     mri = exam_order(stack, "cross_province_filed", "mri")
     identify(page, kiosk_url, "insurance-card", "cross_province_filed", mask_name(PERSONAS["cross_province_filed"].name))
-    # The menu still names the patient's insurance category; the exam screens do not.
-    expect(page.get_by_test_id("patient-category")).to_contain_text("跨省异地医保")
+    # Tender #2: the 异地 label only where money is involved — not on the menu, not on exam screens.
+    expect(page.get_by_test_id("patient-category")).to_be_hidden()
     page.get_by_test_id("tile-exam_booking").click()
     expect(page.get_by_test_id("exam-orders")).to_be_visible(timeout=15_000)
     assert_no_cross_region_text(page, "exam orders")
@@ -107,4 +107,5 @@ def test_a_cross_province_patient_sees_no_cross_region_text_booking_and_cancelli
     assert not exam_order(stack, "cross_province_filed", "mri")["booked"]
 
     page.get_by_test_id("nav-home").click()
-    expect(page.get_by_test_id("patient-category")).to_contain_text("跨省异地医保")
+    expect(page.get_by_test_id("tile-payment")).to_be_visible()
+    expect(page.get_by_test_id("patient-category")).to_be_hidden()

@@ -55,10 +55,14 @@ def test_b_cross_province_patient_shows_e_certificate_and_is_labelled_cross_prov
 
     header = patient_header(page)
     expect(header.get_by_test_id("patient-name")).to_have_text("陈*", timeout=15_000)
-    expect(header.get_by_test_id("patient-category")).to_have_text("跨省异地医保")
     expect(header.get_by_test_id("patient-medium")).to_have_text("医保电子凭证")
     expect(header.get_by_test_id("patient-balance")).to_contain_text("¥2,310.50")
     assert PERSONAS["cross_province_filed"].name not in page.content()
+    # Tender #2: "异地医保" only where money is involved — not on the menu, on the payment screens.
+    expect(header.get_by_test_id("patient-category")).to_be_hidden()
+    assert "异地" not in page.evaluate("document.body.innerText")
+    page.get_by_test_id("tile-payment").click()
+    expect(header.get_by_test_id("patient-category")).to_have_text("跨省异地医保", timeout=15_000)
 
 
 def test_c_idle_patient_is_warned_can_ask_for_time_and_is_logged_out_leaving_no_trace(page, kiosk_url):
@@ -252,7 +256,8 @@ def test_a_session_ended_elsewhere_sends_the_page_home(page, kiosk_url):
     page.clock.install()
     open_kiosk(page, kiosk_url)
     present(page, "insurance-card", "same_province")
-    expect(page.get_by_test_id("patient-category")).to_have_text("省内异地医保", timeout=15_000)
+    expect(page.get_by_test_id("patient-name")).not_to_be_empty(timeout=15_000)
+    expect(page.get_by_test_id("patient-category")).to_be_hidden()  # 省内异地医保: only on payment screens
 
     # The session ends behind the page's back (as when the service ends it): the next check notices.
     httpx.post(f"{kiosk_url}/local/api/kiosk/session/logout", timeout=10).raise_for_status()

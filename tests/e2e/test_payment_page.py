@@ -54,7 +54,9 @@ def qr_screen_order(page) -> str:
     screen = page.get_by_test_id("pay-qr-screen")
     expect(screen).to_be_visible(timeout=15_000)
     expect(page.get_by_test_id("qr-code")).to_be_visible()
-    assert page.get_by_test_id("qr-code").evaluate("img => img.complete && img.naturalWidth > 0"), "no QR image"
+    # The code is drawn by the agent: wait for the image itself, not only its box.
+    page.wait_for_function("""() => { const img = document.querySelector("[data-testid='qr-code']");
+                                       return img && img.complete && img.naturalWidth > 0; }""", timeout=10_000)
     return screen.get_attribute("data-order")
 
 

@@ -86,7 +86,11 @@ const checkin = new CheckInFlow({
   say: (text) => say(text),
 });
 /** Screens without money: the patient bar hides the insurance category (跨省异地医保 …) there (tender #2). */
+// The 异地医保 label belongs to payment, settlement, receipt and invoice screens only (tender #1,
+// #2): elsewhere a cross-region patient's chip is hidden; exam, document and check-in screens never
+// show the category at all.
 const hidesCategory = (name) => exams.owns(name) || documents.owns(name) || checkin.owns(name);
+const CROSS_REGION = "异地";
 
 // ---- start ----------------------------------------------------------------------------------
 
@@ -200,7 +204,7 @@ function render(entry) {
       else if (checkin.owns(name)) node = checkin.render(entry);
       else node = startingScreen(Boolean(params.failed));
   }
-  showCategory(!hidesCategory(name));
+  showCategory(!hidesCategory(name), payment.owns(name));
   clear(ui.screen);
   ui.screen.append(node);
   ui.screen.scrollTop = 0;
@@ -423,11 +427,13 @@ function renderPatientBar(session) {
 }
 
 /** The patient bar's insurance category chip, shown or (on exam and paper screens) emptied and hidden. */
-function showCategory(visible) {
+function showCategory(visible, paying) {
   const chip = document.querySelector("[data-testid='patient-category']");
   if (!chip || !state.session) return;
-  chip.hidden = !visible;
-  chip.textContent = visible ? state.session.category_label : "";
+  const label = state.session.category_label || "";
+  const shown = visible && (paying || !label.includes(CROSS_REGION));
+  chip.hidden = !shown;
+  chip.textContent = shown ? label : "";
 }
 
 function showCountdown(left) {
