@@ -62,15 +62,31 @@ def demo(
 
 
 @app.command()
-def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+def serve(host: str = typer.Option(None), port: int = typer.Option(None),
+          workers: int = typer.Option(1, min=1, help="worker processes (one per core: the service is CPU-bound "
+                                                     "and each process has one interpreter lock)")) -> None:
     """Run the kiosk service (migrate the database first with ``medkiosk db upgrade``)."""
     import uvicorn
 
     from medkiosk.api.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+    host, port = host or settings.host, port or settings.port
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+        return
+    # Each worker builds its own service from the environment: the service keeps nothing between
+    # requests that another process needs (orders, leases and sessions are in the database; a
+    # worker that did not show the bills reads them from HIS again), like copies behind a balancer.
+    uvicorn.run("medkiosk.cli:worker_app", factory=True, workers=workers, host=host, port=port,
                 log_level="warning", access_log=False)
+
+
+def worker_app():
+    """One ``serve --workers`` process's application (uvicorn's factory)."""
+    from medkiosk.api.app import create_app
+
+    return create_app(_settings())
 
 
 @app.command()
