@@ -41,7 +41,7 @@ class TerminalType(StrEnum):
 
 def _read_secret_files(values: dict) -> dict:
     """Fill ``name`` from ``MEDKIOSK_<NAME>_FILE`` when that variable points at a file."""
-    for name in ("secret_key", "data_key", "database_url"):
+    for name in ("secret_key", "data_key", "database_url", "metrics_token"):
         path = os.environ.get(f"MEDKIOSK_{name.upper()}_FILE")
         if path and name not in values:
             values[name] = Path(path).read_text(encoding="utf-8").strip()
@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     release_evaluate_seconds: float = Field(default=15, ge=0, description="rollout gate period; 0 = never")
     log_retention_days: int = Field(default=30, ge=1, le=3650, description="device log lines kept this long")
 
+    # Prometheus /metrics (docs/operations-platform.md): open on the intranet unless a token is set.
+    metrics_token: SecretStr | None = Field(default=None, description="when set, /metrics wants "
+                                                                      "'Authorization: Bearer <token>'")
+
     @model_validator(mode="before")
     @classmethod
     def _secrets_from_files(cls, values: dict) -> dict:
@@ -119,6 +123,15 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except Exception as exc:
             raise ValueError(f"MEDKIOSK_TIMEZONE: unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # an empty variable means no token
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("MEDKIOSK_METRICS_TOKEN must be at least 16 characters")
         return value
 
     @field_validator("data_key")

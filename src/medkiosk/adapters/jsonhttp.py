@@ -3,7 +3,8 @@
 Every answer that is not a usable 2xx becomes one of the adapters' two error kinds: a 4xx with the
 contract's ``{"code", "message"}`` is a refusal (404 is "not found"); a timeout, a broken
 connection, a 5xx, a "try again later" 4xx or a reply that does not fit is an unknown outcome.
-Lines go to the adapter's own logger and hold only operations, keys, statuses, codes and timings.
+Lines go to the adapter's own logger and hold only operations, keys, statuses, codes and timings;
+every call is also counted for Prometheus by system, operation and outcome (medkiosk.metrics).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from medkiosk.adapters.errors import UpstreamNotFound, UpstreamRefused, UpstreamUnknown
+from medkiosk.metrics import UPSTREAM_ERRORS, Outcome, record_upstream
 
 # Statuses that say "try again later" rather than "no".
 TRANSIENT_4XX = frozenset({408, 425, 429})
@@ -60,14 +62,17 @@ class JsonHttpClient:
             response = self._http.request(method, path, params=params, json=payload)
         except httpx.TimeoutException as exc:
             self._log.warning("%s %s: timed out after %.0f ms", self.system, about, _ms(started))
+            record_upstream(self.system, operation, Outcome.UNKNOWN, started, kind="timeout")
             raise self._unknown(f"{self._name_first}响应超时", "TIMEOUT", operation) from exc
         except httpx.RequestError as exc:
             self._log.warning("%s %s: %s", self.system, about, type(exc).__name__)
+            record_upstream(self.system, operation, Outcome.UNKNOWN, started, kind="transport")
             raise self._unknown(f"无法连接{self._name_last}", "TRANSPORT", operation) from exc
         self._log.debug("%s %s: HTTP %s in %.0f ms", self.system, about, response.status_code, _ms(started))
         if 200 <= response.status_code < 300:
+            record_upstream(self.system, operation, Outcome.OK, started)
             return response
-        raise self._error(operation, about, response)
+        raise self._counted(self._error(operation, about, response), operation, response.status_code, started)
 
     def download(self, operation: str, path: str, into: BinaryIO, *, key: str = "") -> int:
         """GET a 2xx body straight into ``into``, a chunk at a time (a day's statement can be hundreds
@@ -79,18 +84,30 @@ class JsonHttpClient:
             with self._http.stream("GET", path) as response:
                 if not 200 <= response.status_code < 300:
                     response.read()
-                    raise self._error(operation, about, response)
+                    raise self._counted(self._error(operation, about, response), operation, response.status_code,
+                                        started)
                 for chunk in response.iter_bytes(1 << 20):
                     into.write(chunk)
                     written += len(chunk)
         except httpx.TimeoutException as exc:
             self._log.warning("%s %s: timed out after %.0f ms", self.system, about, _ms(started))
+            record_upstream(self.system, operation, Outcome.UNKNOWN, started, kind="timeout")
             raise self._unknown(f"{self._name_first}响应超时", "TIMEOUT", operation) from exc
         except httpx.RequestError as exc:
             self._log.warning("%s %s: %s after %d bytes", self.system, about, type(exc).__name__, written)
+            record_upstream(self.system, operation, Outcome.UNKNOWN, started, kind="transport")
             raise self._unknown(f"无法连接{self._name_last}", "TRANSPORT", operation) from exc
         self._log.debug("%s %s: %d bytes in %.0f ms", self.system, about, written, _ms(started))
+        record_upstream(self.system, operation, Outcome.OK, started)
         return written
+
+    def _counted(self, error: UpstreamRefused | UpstreamUnknown, operation: str, status: int,
+                 started: float) -> UpstreamRefused | UpstreamUnknown:
+        """``error``, once counted as the call's outcome."""
+        outcome = (Outcome.NOT_FOUND if isinstance(error, UpstreamNotFound)
+                   else Outcome.REFUSED if isinstance(error, UpstreamRefused) else Outcome.UNKNOWN)
+        record_upstream(self.system, operation, outcome, started, kind=f"http_{status}")
+        return error
 
     def _error(self, operation: str, about: str, response: httpx.Response) -> UpstreamRefused | UpstreamUnknown:
         """The adapters' error for a non-2xx response."""
@@ -112,6 +129,7 @@ class JsonHttpClient:
         if body is _UNPARSABLE:
             about = f"{operation} {key}" if key else operation
             self._log.warning("%s %s: HTTP %s with an unparsable body", self.system, about, response.status_code)
+            UPSTREAM_ERRORS.labels(self.system, operation[:40], "unparsable").inc()
             raise self._unknown(f"{self._name_first}应答无法解析", "UNPARSABLE", operation)
         return body
 
@@ -125,11 +143,13 @@ class JsonHttpClient:
             # Field paths only: the input values may be personal data.
             where = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})[:5]
             self._log.warning("%s %s: reply does not fit the contract at %s", self.system, operation, where)
+            UPSTREAM_ERRORS.labels(self.system, operation[:40], "unparsable").inc()
             raise self._unknown(f"{self._name_first}应答格式无法识别", "UNPARSABLE", operation) from None
 
     def _field(self, operation: str, body: Any, name: str) -> Any:
         if not isinstance(body, dict) or name not in body:
             self._log.warning("%s %s: reply has no %r", self.system, operation, name)
+            UPSTREAM_ERRORS.labels(self.system, operation[:40], "unparsable").inc()
             raise self._unknown(f"{self._name_first}应答格式无法识别", "UNPARSABLE", operation)
         return body[name]
 

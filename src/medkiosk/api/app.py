@@ -18,11 +18,13 @@ from medkiosk.api import documents as documents_api
 from medkiosk.api import checkin as checkin_api
 from medkiosk.api import exams as exams_api
 from medkiosk.api import queues as queues_api
+from medkiosk.api import metrics as metrics_api
 from medkiosk.api import operations_releases
 from medkiosk.api import operations_tickets
 from medkiosk.api import device, kiosk, operations, payments, staff
 from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
+from medkiosk.metrics import HttpMetricsMiddleware
 from medkiosk.services.operations import operations_of
 from medkiosk.settings import Settings, get_settings
 
@@ -106,6 +108,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(operations.router)
     app.include_router(operations_releases.router)
     app.include_router(operations_tickets.router)
+    app.include_router(metrics_api.router)
+    # Requests counted and timed by route template (never the raw path: no order numbers in labels).
+    app.add_middleware(HttpMetricsMiddleware)
     app.mount("/static/staff", staff.static_files(), name="staff-static")
     app.mount("/static/board", queues_api.board_static(), name="board-static")
 

@@ -54,6 +54,7 @@ from medkiosk.domain.identity import (
     gender_from_id,
     is_valid_id_number,
 )
+from medkiosk.metrics import Outcome, record_upstream
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +205,22 @@ class InsuranceHttpAdapter:
             inf_time=self._clock().strftime(wire.INF_TIME_FORMAT), fixmedins_code=self.hospital_code,
             fixmedins_name=self.hospital_name, sign_no=sign_no, input=input,
         )
-        text = self._post(self.api_path, envelope.model_dump(), infno, msgid)
+        started = time.monotonic()
+        try:
+            text = self._post(self.api_path, envelope.model_dump(), infno, msgid)
+        except UpstreamUnknown as exc:
+            record_upstream(SYSTEM, infno, Outcome.UNKNOWN, started, kind=exc.code.lower())
+            raise
         try:
             reply = wire.parse_response(text)
         except ValueError as exc:
+            record_upstream(SYSTEM, infno, Outcome.UNKNOWN, started, kind="unparsable")
             raise UpstreamUnknown(SYSTEM, f"unparsable reply: {_brief(exc)}", code="UNPARSABLE",
                                   operation=infno) from exc
         log.info("insurance reply", extra={"infno": infno, "msgid": msgid, "infcode": reply.infcode})
+        # The envelope's infcode, not HTTP, says whether the platform refused.
+        record_upstream(SYSTEM, infno, Outcome.OK if reply.ok else Outcome.REFUSED, started,
+                        kind="" if reply.ok else "refused")
         return reply
 
     def _post(self, path: str, payload: dict[str, Any], operation: str, msgid: str | None) -> str:
