@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
@@ -1265,6 +1265,7 @@ class PaymentEngine:
         while True:
             now = self._clock.now()
             with self._uow() as uow:
+                _no_flush_wait(uow)
                 result = uow.session.execute(update(PaymentOrder).where(
                     PaymentOrder.order_no == order_no,
                     or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
@@ -1278,7 +1279,18 @@ class PaymentEngine:
 
     def _release(self, order_no: str, token: str) -> None:
         with self._uow() as uow:
+            _no_flush_wait(uow)
             uow.session.execute(update(PaymentOrder).where(
                 PaymentOrder.order_no == order_no, PaymentOrder.lease_owner == token
             ).values(lease_owner=None, lease_until=None))
             uow.commit()
+
+
+def _no_flush_wait(uow) -> None:
+    """Commit this transaction without waiting for the WAL flush (PostgreSQL ``synchronous_commit``).
+
+    Only for leases: a lease lost in a crash merely expires, and any later money write — always a
+    synchronous commit — flushes the WAL up to and including it. Never for a state or journal write.
+    """
+    if uow.session.get_bind().dialect.name == "postgresql":
+        uow.session.execute(text("SET LOCAL synchronous_commit = off"))
