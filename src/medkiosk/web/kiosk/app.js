@@ -46,25 +46,8 @@ const clock = new SessionClock({
   check: () => api.session(),
 });
 
-const payment = new PaymentFlow({
-  show: (name, params, opts) => show(name, params, opts),
-  setStack: (entries) => {
-    state.stack = entries;
-    render(current());
-  },
-  backTo,
-  home: () => goHome(),
-  sessionGone: () => endSession("gone"),
-  activity: () => { if (state.session) clock.activity(); },
-  outcome: (outcome) => handleOutcome(outcome),
-  comingSoon: (name) => openInfo({ title: T.comingSoonTitle(name), body: T.comingSoonBody, next: T.comingSoonNext,
-    iconName: "info", testid: "coming-soon-dialog" }),
-  longPollSeconds: () => (state.config && state.config.long_poll_seconds) || 25,
-  say: (text) => say(text),
-  announce: (text) => announce(text),
-});
-
-// Exam booking and the A4 papers: same navigation as payment, no money, no insurance notice.
+// What every flow may do to the page: navigate, end the session, speak. Exam booking and the A4
+// papers need no more; payment adds money, insurance and long-poll hooks on top.
 const flowApp = {
   show: (name, params, opts) => show(name, params, opts),
   setStack: (entries) => {
@@ -76,6 +59,17 @@ const flowApp = {
   sessionGone: () => endSession("gone"),
   say: (text) => say(text),
 };
+
+const payment = new PaymentFlow({
+  ...flowApp,
+  activity: () => { if (state.session) clock.activity(); },
+  outcome: (outcome) => handleOutcome(outcome),
+  comingSoon: (name) => openInfo({ title: T.comingSoonTitle(name), body: T.comingSoonBody, next: T.comingSoonNext,
+    iconName: "info", testid: "coming-soon-dialog" }),
+  longPollSeconds: () => (state.config && state.config.long_poll_seconds) || 25,
+  announce: (text) => announce(text),
+});
+
 const exams = new ExamFlow(flowApp);
 const documents = new DocumentFlow(flowApp);
 // Check-in (报到): shows the queue number for a few seconds, then ends the session by itself.
