@@ -116,23 +116,12 @@ export class PaymentFlow {
   // ---- bills -------------------------------------------------------------------------------------
 
   billsView() {
-    const gen = this.gen;
     const host = payLoadingScreen(PAY.loadingBills);
-    this.loadBills(gen, host);
+    this.loadInto(host, "pay-bills", () => api.pay.bills(), (bills) => this.showBills(host, bills));
     return host;
   }
 
-  async loadBills(gen, host) {
-    let bills;
-    try {
-      bills = await api.pay.bills();
-    } catch (err) {
-      if (gen !== this.gen || this.gone(err)) return;
-      this.swap(host, billsProblemScreen({ message: err.message, nextStep: err.nextStep,
-        onRetry: () => this.app.show("pay-bills", {}, { replace: true }) }));
-      return;
-    }
-    if (gen !== this.gen) return;
+  showBills(host, bills) {
     const visits = (bills && bills.visits) || [];
     this.visitsLeft = visits.length;
     if (!visits.length) {
@@ -483,23 +472,12 @@ export class PaymentFlow {
   // ---- payment history (缴费记录) --------------------------------------------------------------------
 
   historyView() {
-    const gen = this.gen;
     const host = payLoadingScreen(PAY.historyLoading, "pay-history-loading");
-    this.loadHistory(gen, host);
+    this.loadInto(host, "pay-history", () => api.pay.history(), (history) => this.showHistory(host, history));
     return host;
   }
 
-  async loadHistory(gen, host) {
-    let history;
-    try {
-      history = await api.pay.history();
-    } catch (err) {
-      if (gen !== this.gen || this.gone(err)) return;
-      this.swap(host, billsProblemScreen({ message: err.message, nextStep: err.nextStep,
-        onRetry: () => this.app.show("pay-history", {}, { replace: true }) }));
-      return;
-    }
-    if (gen !== this.gen) return;
+  showHistory(host, history) {
     const view = historyScreen({
       payments: (history && history.payments) || [],
       onPrint: (payment) => this.reprintInvoice(payment, view),
@@ -551,6 +529,25 @@ export class PaymentFlow {
       return true;
     }
     return false;
+  }
+
+  /**
+   * Fills a loading screen: `show` gets what `fetch` answered, unless the patient has moved on
+   * meanwhile; a failure becomes the problem screen, whose retry opens `route` afresh.
+   */
+  async loadInto(host, route, fetch, show) {
+    const gen = this.gen;
+    let data;
+    try {
+      data = await fetch();
+    } catch (err) {
+      if (gen !== this.gen || this.gone(err)) return;
+      this.swap(host, billsProblemScreen({ message: err.message, nextStep: err.nextStep,
+        onRetry: () => this.app.show(route, {}, { replace: true }) }));
+      return;
+    }
+    if (gen !== this.gen) return;
+    show(data);
   }
 
   later(gen, fn, ms) {
