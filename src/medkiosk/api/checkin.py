@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
 
 from medkiosk.api.deps import authenticated_device, container
+from medkiosk.api.refusals import refusal_guard
 from medkiosk.bootstrap import Container
 from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.exams import ExamRefused, exams_of
 from medkiosk.services.queues import QueueRefused
-from medkiosk.services.sessions import NoSession
 
 router = APIRouter(prefix="/api/kiosk/checkin", tags=["kiosk check-in"])
 
@@ -33,14 +33,7 @@ class CheckIn(BaseModel):
         return self
 
 
-def _guard(call):
-    try:
-        return call()
-    except (QueueRefused, ExamRefused) as exc:
-        raise HTTPException(exc.status, {"message": exc.message, "next_step": exc.next_step}) from exc
-    except NoSession as exc:
-        raise HTTPException(401, {"message": "操作超时，已退出，请重新识别身份", "next_step": "请重新插卡或扫码",
-                                  "session_ended": True}) from exc
+_guard = refusal_guard(QueueRefused, ExamRefused)
 
 
 @router.get("")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from medkiosk.api.deps import authenticated_device, container
+from medkiosk.api.refusals import refusal_guard
 from medkiosk.bootstrap import Container
 from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.documents import DocumentRefused, documents_of
-from medkiosk.services.sessions import NoSession
 
 router = APIRouter(prefix="/api/kiosk/documents", tags=["kiosk documents"])
 
@@ -25,14 +25,7 @@ class PrintOutcome(BaseModel):
     detail: str = Field(default="", max_length=500)
 
 
-def guard(call):
-    try:
-        return call()
-    except DocumentRefused as exc:
-        raise HTTPException(exc.status, {"message": exc.message, "next_step": exc.next_step}) from exc
-    except NoSession as exc:
-        raise HTTPException(401, {"message": "操作超时，已退出，请重新识别身份", "next_step": "请重新插卡或扫码",
-                                  "session_ended": True}) from exc
+guard = refusal_guard(DocumentRefused)
 
 
 @router.get("")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from medkiosk.api.deps import authenticated_device, container
+from medkiosk.api.refusals import refusal_guard
 from medkiosk.bootstrap import Container
 from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.exams import ExamRefused, exams_of
-from medkiosk.services.sessions import NoSession
 
 router = APIRouter(prefix="/api/kiosk/exams", tags=["kiosk exams"])
 
@@ -26,15 +26,7 @@ class ChooseWindow(BaseModel):
     start: dt.time
 
 
-def guard(call):
-    """Refusals become ``{message, next_step}``; a session that ended, 401 ``session_ended``."""
-    try:
-        return call()
-    except ExamRefused as exc:
-        raise HTTPException(exc.status, {"message": exc.message, "next_step": exc.next_step}) from exc
-    except NoSession as exc:
-        raise HTTPException(401, {"message": "操作超时，已退出，请重新识别身份", "next_step": "请重新插卡或扫码",
-                                  "session_ended": True}) from exc
+guard = refusal_guard(ExamRefused)
 
 
 @router.get("/orders")
