@@ -14,7 +14,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +77,9 @@ class DocumentRefused(Exception):
         self.status = status
 
 
+T = TypeVar("T")
+
+
 class DocumentService:
     def __init__(self, uow_factory, clock: Clock, sessions: SessionService, his: HisPort, *, tz: ZoneInfo,
                  hospital_name: str, limits: PrintLimits = PrintLimits()) -> None:
@@ -91,13 +94,7 @@ class DocumentService:
     # -- lists -----------------------------------------------------------------------------------
     def documents(self, device: AuthenticatedDevice) -> dict[str, Any]:
         """Requisitions and prescriptions to reprint, with how many prints are left of each."""
-        payer = self._sessions.payer(device)
-        try:
-            found = self._his.documents(payer.his_patient_id)
-        except UpstreamError as exc:
-            raise DocumentRefused("医院系统暂时无法查询您的单据。", f"请稍后再试，或到{SERVICE_DESK}打印",
-                                  status=503) from exc
-        counts = self._counts(payer.patient_row_id)
+        found, counts = self._listed(device, self._his.documents, "单据")
         listed = []
         for d in found:
             kind = d.kind.value
@@ -114,13 +111,7 @@ class DocumentService:
 
     def reports(self, device: AuthenticatedDevice) -> dict[str, Any]:
         """Lab and exam reports: ready ones to print (the first print is the original), pending ones with when."""
-        payer = self._sessions.payer(device)
-        try:
-            found = self._his.reports(payer.his_patient_id)
-        except UpstreamError as exc:
-            raise DocumentRefused("医院系统暂时无法查询您的报告。", f"请稍后再试，或到{SERVICE_DESK}打印",
-                                  status=503) from exc
-        counts = self._counts(payer.patient_row_id)
+        found, counts = self._listed(device, self._his.reports, "报告")
         listed = []
         for r in found:
             used = counts.get(f"report:{r.report_no}", 0)
@@ -209,6 +200,18 @@ class DocumentService:
         return {"print_id": print_id, "state": state}
 
     # -- internals -------------------------------------------------------------------------------
+    def _listed(self, device: AuthenticatedDevice, fetch: Callable[[str], list[T]],
+                what: str) -> tuple[list[T], dict[str, int]]:
+        """The patient's papers as the HIS lists them (``what``, to name them in a refusal), and how
+        many times each has been printed here."""
+        payer = self._sessions.payer(device)
+        try:
+            found = fetch(payer.his_patient_id)
+        except UpstreamError as exc:
+            raise DocumentRefused(f"医院系统暂时无法查询您的{what}。", f"请稍后再试，或到{SERVICE_DESK}打印",
+                                  status=503) from exc
+        return found, self._counts(payer.patient_row_id)
+
     def _check_supply(self, his_patient_id: str, kind: str, doc_no: str) -> tuple[str, bool]:
         """The document's title and whether the HIS counted a print already; refused when it cannot be had."""
         if kind not in KIND_LABELS:
