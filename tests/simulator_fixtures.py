@@ -1,14 +1,19 @@
-"""One simulator per test module over real HTTP, and its control surface reset before each test."""
+"""Simulators per test module over real HTTP, reset before each test, and the service wired to them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 
+from medkiosk.api.app import create_app
+from medkiosk.bootstrap import Container, build_container
 from medkiosk.serving import BackgroundServer, start_in_thread
+from medkiosk.settings import Settings
+from medkiosk.simulators import registry
 
 
 def simulator_fixtures(create_app: Callable[[], Any], *, name: str, server: str = "server",
@@ -33,3 +38,39 @@ def simulator_fixtures(create_app: Callable[[], Any], *, name: str, server: str 
             yield http
 
     return running, control
+
+
+def simulators_fixture(*names: str) -> Any:
+    """Fixture ``simulators``: the named simulators (every one when none is named), module-wide, by name.
+
+    Assign it in the test module: ``simulators = simulators_fixture()``.
+    """
+
+    @pytest.fixture(scope="module", name="simulators")
+    def running() -> Iterator[dict[str, BackgroundServer]]:
+        servers = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in names or registry.NAMES}
+        yield servers
+        for server in servers.values():
+            server.stop()
+
+    return running
+
+
+def service_container(database_url: str, simulators: dict[str, BackgroundServer], **settings: Any) -> Container:
+    """A container wired to ``simulators``, reset to their starting data first; no payment recovery
+    unless ``settings`` asks for it, so a test drives every payment itself."""
+    for server in simulators.values():
+        httpx.post(server.url + "/__sim__/reset")
+    urls = {f"{name}_url": server.url for name, server in simulators.items()}
+    return build_container(Settings(**{"database_url": database_url, "recovery_seconds": 0, **urls, **settings}))
+
+
+@contextmanager
+def serving(container: Container) -> Iterator[str]:
+    """The service on ``container`` over real HTTP, by its URL; then stopped, and the container closed."""
+    service = start_in_thread(create_app(container=container), name="service")
+    try:
+        yield service.url
+    finally:
+        service.stop()
+        container.close()

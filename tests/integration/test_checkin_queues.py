@@ -9,26 +9,18 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from medkiosk.api.app import create_app
-from medkiosk.bootstrap import build_container
-from medkiosk.serving import start_in_thread
 from medkiosk.services.queues import NewEntry
-from medkiosk.settings import Settings, TerminalType
-from medkiosk.simulators import registry
+from medkiosk.settings import TerminalType
 from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.models_queues import QueueCall, QueueEntryRow
 
 from kiosk_client import Kiosk
+from simulator_fixtures import serving, service_container, simulators_fixture
 
 TZ = dt.timezone(dt.timedelta(hours=8))
 
 
-@pytest.fixture(scope="module")
-def simulators():
-    servers = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in registry.NAMES}
-    yield servers
-    for server in servers.values():
-        server.stop()
+simulators = simulators_fixture()
 
 
 CLINICS = ("0101", "0102", "0103", "0104", "0105", "0201", "0202", "0301")
@@ -59,19 +51,13 @@ class World:
 
 @pytest.fixture
 def world(database_url, simulators):
-    for server in simulators.values():
-        httpx.post(server.url + "/__sim__/reset")
-    settings = Settings(database_url=database_url, recovery_seconds=0, upstream_timeout_seconds=2,
-                        **{f"{name}_url": server.url for name, server in simulators.items()})
-    container = build_container(settings)
-    service = start_in_thread(create_app(container=container), name="service")
-    kiosks = [Kiosk(service.url, device, container.devices.enroll(device, TerminalType.OUTPATIENT, location="门诊楼 1F"))
-              for device in ("K001", "K002")]
-    world = World(container, kiosks, simulators)
-    world.sessions_close_at("23:59")
-    yield world
-    service.stop()
-    container.close()
+    container = service_container(database_url, simulators, upstream_timeout_seconds=2)
+    with serving(container) as url:
+        kiosks = [Kiosk(url, device, container.devices.enroll(device, TerminalType.OUTPATIENT, location="门诊楼 1F"))
+                  for device in ("K001", "K002")]
+        world = World(container, kiosks, simulators)
+        world.sessions_close_at("23:59")
+        yield world
 
 
 def test_a_cross_region_patient_checks_in_and_the_his_is_told(world):

@@ -8,40 +8,26 @@ import httpx
 import pytest
 from pypdf import PdfReader
 
-from medkiosk.api.app import create_app
-from medkiosk.bootstrap import build_container
-from medkiosk.serving import start_in_thread
-from medkiosk.settings import Settings, TerminalType
-from medkiosk.simulators import registry
+from medkiosk.settings import TerminalType
 from medkiosk.simulators.personas import PERSONAS
 
 from kiosk_client import Kiosk
+from simulator_fixtures import serving, service_container, simulators_fixture
 
 WANG = PERSONAS["local_employee"]
 
 
-@pytest.fixture(scope="module")
-def simulators():
-    servers = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in ("his", "insurance")}
-    yield servers
-    for server in servers.values():
-        server.stop()
+simulators = simulators_fixture("his", "insurance")
 
 
 @pytest.fixture
 def world(database_url, simulators):
-    for server in simulators.values():
-        httpx.post(server.url + "/__sim__/reset")
-    settings = Settings(database_url=database_url, recovery_seconds=0, upstream_timeout_seconds=3,
-                        his_url=simulators["his"].url, insurance_url=simulators["insurance"].url)
-    container = build_container(settings)
-    service = start_in_thread(create_app(container=container), name="service")
-    kiosk = Kiosk(service.url, "K001", container.devices.enroll("K001", TerminalType.OUTPATIENT))
-    kiosk.his = simulators["his"].url
-    kiosk.insert_insurance_card("local_employee")
-    yield kiosk
-    service.stop()
-    container.close()
+    container = service_container(database_url, simulators, upstream_timeout_seconds=3)
+    with serving(container) as url:
+        kiosk = Kiosk(url, "K001", container.devices.enroll("K001", TerminalType.OUTPATIENT))
+        kiosk.his = simulators["his"].url
+        kiosk.insert_insurance_card("local_employee")
+        yield kiosk
 
 
 def print_pdf(kiosk: Kiosk, kind: str, doc_no: str, *, printed: bool = True) -> tuple[dict, str]:

@@ -11,28 +11,20 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from medkiosk.api.app import create_app
-from medkiosk.bootstrap import build_container
-from medkiosk.serving import start_in_thread
 from medkiosk.services.clock import FrozenClock
 from medkiosk.services.exams import exams_of
-from medkiosk.settings import Settings, TerminalType
-from medkiosk.simulators import registry
+from medkiosk.settings import TerminalType
 from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.models_queues import QueueEntryRow
 
 from kiosk_client import Kiosk
+from simulator_fixtures import serving, service_container, simulators_fixture
 
 TZ = ZoneInfo("Asia/Shanghai")
 RADIOLOGY = "0701"  # the demo HIS's department that performs CT and MRI
 
 
-@pytest.fixture(scope="module")
-def simulators():
-    servers = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in registry.NAMES}
-    yield servers
-    for server in servers.values():
-        server.stop()
+simulators = simulators_fixture()
 
 
 class World:
@@ -67,19 +59,13 @@ class World:
 
 @pytest.fixture
 def world(database_url, simulators):
-    for server in simulators.values():
-        httpx.post(server.url + "/__sim__/reset")
-    settings = Settings(database_url=database_url, recovery_seconds=0, upstream_timeout_seconds=3,
-                        **{f"{name}_url": server.url for name, server in simulators.items()})
+    container = service_container(database_url, simulators, upstream_timeout_seconds=3)
     today = dt.datetime.now(TZ).date()
     clock = FrozenClock(dt.datetime.combine(today, dt.time(9, 0), tzinfo=TZ).astimezone(dt.UTC))
-    container = build_container(settings)
     exams_of(container).clock = clock
     container.queues._clock = clock  # the queue's "on time" is read against the same hospital morning
-    service = start_in_thread(create_app(container=container), name="service")
-    yield World(container, service.url, simulators["his"].url, clock)
-    service.stop()
-    container.close()
+    with serving(container) as url:
+        yield World(container, url, simulators["his"].url, clock)
 
 
 def book(kiosk: Kiosk, exam_type: str, day: dt.date, start: str) -> dict:

@@ -12,47 +12,32 @@ import pytest
 from sqlalchemy import select
 
 from medkiosk.agent.documents import Receipt, render_text
-from medkiosk.api.app import create_app
-from medkiosk.bootstrap import build_container
 from medkiosk.domain.exams import ExamConfig, ExamResource, ExamRules, WindowTemplate
-from medkiosk.serving import start_in_thread
 from medkiosk.services.clock import FrozenClock
 from medkiosk.services.exams import DEMO_EXAM_CONFIG, exams_of
-from medkiosk.settings import Settings, TerminalType
-from medkiosk.simulators import registry
+from medkiosk.settings import TerminalType
 from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.models_exams import ExamBookingEvent, ExamSlot
 
 from kiosk_client import Kiosk
+from simulator_fixtures import serving, service_container, simulators_fixture
 
 TZ = ZoneInfo("Asia/Shanghai")
 # Any name of an internal resource (the demo's are CT-01, US-02 …) must stay off the page.
 RESOURCE_CODES = ("CT-01", "CT-02", "MR-01", "US-01", "US-02", "ECG-01")
 
 
-@pytest.fixture(scope="module")
-def simulators():
-    servers = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in registry.NAMES}
-    yield servers
-    for server in servers.values():
-        server.stop()
+simulators = simulators_fixture()
 
 
 @pytest.fixture
 def world(database_url, simulators):
-    for server in simulators.values():
-        httpx.post(server.url + "/__sim__/reset")
-    settings = Settings(database_url=database_url, recovery_seconds=0, upstream_timeout_seconds=3,
-                        **{f"{name}_url": server.url for name, server in simulators.items()})
+    container = service_container(database_url, simulators, upstream_timeout_seconds=3)
     # Nine o'clock in the morning, hospital time: the day's later windows are still bookable.
     clock = FrozenClock(dt.datetime.combine(dt.date.today(), dt.time(9, 0), tzinfo=TZ).astimezone(dt.timezone.utc))
-    container = build_container(settings)
     exams_of(container).clock = clock  # the exam rules' clock; device signatures keep real time
-    service = start_in_thread(create_app(container=container), name="service")
-    world = World(container, service.url, simulators, clock)
-    yield world
-    service.stop()
-    container.close()
+    with serving(container) as url:
+        yield World(container, url, simulators, clock)
 
 
 class World:
