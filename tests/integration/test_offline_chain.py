@@ -10,7 +10,7 @@ from test_operations import Site, site  # noqa: F401  (fixture)
 BEAT = 5  # the agent's heartbeat period, seconds
 
 
-def beats_for(site: Site, seconds: int, *devices: str) -> None:
+def beats_for(site: Site, seconds: int, *devices: str) -> None:  # noqa: F811
     """Let ``seconds`` pass with ``devices`` beating every 5 s and the rules evaluated after each beat."""
     for _ in range(seconds // BEAT):
         site.clock.advance(seconds=BEAT)
@@ -19,12 +19,12 @@ def beats_for(site: Site, seconds: int, *devices: str) -> None:
         site.ops.alerts.evaluate()
 
 
-def offline_alert(site: Site):
+def offline_alert(site: Site):  # noqa: F811
     alerts = [a for a in site.alerts("device_offline") if a.labels["device"] == "K001"]
     return alerts[-1] if alerts else None
 
 
-def test_a_kiosk_that_goes_quiet_is_alerted_ticketed_resolved_and_cleared_when_it_beats_again(site):
+def test_a_kiosk_that_goes_quiet_is_alerted_ticketed_resolved_and_cleared_when_it_beats_again(site):  # noqa: F811
     site.enroll("K001", "本部 / 门诊楼 / 1F / 挂号区")
     site.enroll("K002", "本部 / 门诊楼 / 2F / 缴费区")  # another floor: K001 alone is a kiosk, not a network
     site.beat("K001")
