@@ -295,7 +295,7 @@ class PaymentEngine:
             raise PaymentRefused("请选择支付方式。", "请选择扫码支付或银行卡支付", status=422)
         if method is PayMethod.PAYMENT_CODE and not (auth_code and auth_code.isdigit() and 16 <= len(auth_code) <= 24):
             raise PaymentRefused("未能识别付款码，请重新出示手机付款码。", "请重新扫码", status=422)
-        self._sessions.touch(device)
+        # (_own_order has touched the session: paying is activity)
         with self._driving(order_no, wait=CANCEL_WAIT_SECONDS) as held:
             if held:
                 state = self._state(order_no)
@@ -376,8 +376,33 @@ class PaymentEngine:
         return f"{self._hospital_name}门诊缴费"
 
     def status(self, device: AuthenticatedDevice, order_no: str) -> dict[str, Any]:
-        """Where the order stands; while waiting for the patient's payment, ask the channel."""
-        self._own_order(device, order_no)
+        """Where the order stands; while waiting for the patient's payment, ask the channel.
+
+        The page polls this every two seconds per kiosk: while nothing has changed it writes
+        nothing (no lease); the order is driven only when there is something to do.
+        """
+        order = self._own_order(device, order_no)
+        state = PaymentState(order.state)
+        if state.terminal and order.invoice_state != "pending" and order.visit_state != "open":
+            return self._order_json(order)
+        if (state is PaymentState.AWAITING_PAYMENT and order.pay_method != PayMethod.BANK_CARD.value
+                and not self._past_deadline(order)):
+            try:
+                trade = self._p.channel.query(order.out_trade_no)
+            except UpstreamError:
+                return self._order_json(order)
+            if trade is None or trade.state not in PAID_STATES and trade.state not in ("CLOSED", "PAYERROR"):
+                return self._order_json(order)  # still waiting for the patient
+            with self._driving(order_no, wait=CANCEL_WAIT_SECONDS) as held:
+                current = self._load(order_no) if held else None
+                if current is not None and PaymentState(current.state) is PaymentState.AWAITING_PAYMENT \
+                        and current.out_trade_no == trade.out_trade_no and trade.state in PAID_STATES:
+                    # What the channel just said is used as is: no second query before settling.
+                    if self._record_paid(order_no, trade):
+                        self._drive(order_no)
+                elif current is not None:
+                    self._drive(order_no)
+            return self.view(device, order_no)
         self.advance(order_no)
         return self.view(device, order_no)
 
