@@ -10,15 +10,39 @@ import textwrap
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from kiosk_client import Kiosk
 from prometheus_client.parser import text_string_to_metric_families
+from simulator_fixtures import service_container, serving, simulators_fixture
 from test_operations import Site, site  # noqa: F401  (fixture)
-from test_payments import insured_order, simulators, world  # noqa: F401  (fixtures)
 
 from medkiosk.api.app import create_app
-from medkiosk.settings import Settings
+from medkiosk.settings import Settings, TerminalType
 from medkiosk.simulators.personas import PERSONAS
 
 TOKEN = "grafana-scrape-token-0123456789"
+
+simulators = simulators_fixture()
+
+
+@pytest.fixture
+def kiosk(database_url, simulators):
+    """K001 on a service wired to every simulator, over real HTTP."""
+    container = service_container(database_url, simulators, upstream_timeout_seconds=2)
+    pem = container.devices.enroll("K001", TerminalType.OUTPATIENT, location="门诊楼 1F")
+    with serving(container) as url:
+        kiosk = Kiosk(url, "K001", pem)
+        kiosk.simulators = {name: server.url for name, server in simulators.items()}
+        yield kiosk
+
+
+def first_visit(bills: dict) -> dict:
+    return next(v for v in bills["visits"] if v["items"])
+
+
+def phone_pays(kiosk: Kiosk, order: dict) -> None:
+    paid = httpx.post(f"{kiosk.simulators['payment']}/__sim__/pay/{order['order_no']}P1", json={"channel": "wechat"},
+                      timeout=10)
+    assert paid.status_code == 200, paid.text
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -31,19 +55,20 @@ def value(scraped: dict, name: str, **labels: str) -> float:
     return scraped.get((name, frozenset(labels.items())), 0.0)
 
 
-def test_a_payment_is_counted_by_outcome_with_its_upstream_calls_and_no_patient_in_any_label(world):  # noqa: F811
-    _visit, order = insured_order(world, "local_resident")
-    world.kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
-    world.phone_pays(order)
-    assert world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
-    world.kiosk.place_id_card("self_pay")
-    bills = world.kiosk.get("/api/kiosk/payments/bills")
-    other = world.kiosk.post("/api/kiosk/payments", {"visit_no": world.first_visit_with_items(bills)["visit_no"],
-                                                     "mode": "self_pay"})
-    world.kiosk.post(f"/api/kiosk/payments/{other['order_no']}/pay", {"method": "qr"})
-    assert world.kiosk.post(f"/api/kiosk/payments/{other['order_no']}/cancel")["state"] == "closed"
+def test_a_payment_is_counted_by_outcome_with_its_upstream_calls_and_no_patient_in_any_label(kiosk):
+    kiosk.insert_insurance_card("local_resident")
+    bills = kiosk.get("/api/kiosk/payments/bills")
+    order = kiosk.post("/api/kiosk/payments", {"visit_no": first_visit(bills)["visit_no"], "mode": "insurance"})
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    phone_pays(kiosk, order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    kiosk.place_id_card("self_pay")
+    bills = kiosk.get("/api/kiosk/payments/bills")
+    other = kiosk.post("/api/kiosk/payments", {"visit_no": first_visit(bills)["visit_no"], "mode": "self_pay"})
+    kiosk.post(f"/api/kiosk/payments/{other['order_no']}/pay", {"method": "qr"})
+    assert kiosk.post(f"/api/kiosk/payments/{other['order_no']}/cancel")["state"] == "closed"
 
-    response = httpx.get(world.kiosk.url + "/metrics", timeout=10)
+    response = httpx.get(kiosk.url + "/metrics", timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     scraped = samples(response.text)
     assert value(scraped, "medkiosk_payment_flows_total", outcome="completed") == 1
