@@ -9,6 +9,7 @@ schedule and books deliveries.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -249,6 +250,15 @@ def _consumables_page(request: Request, staff: StaffPrincipal, ops: Operations, 
         "notice": notice}, status_code=status_code)
 
 
+def _consumable_change(request: Request, staff: StaffPrincipal, ops: Operations, change: Callable[[], Any]) -> Response:
+    """A stock change: refused, the page again with why (400); done, back to the page."""
+    try:
+        change()
+    except ConsumableError as exc:
+        return _consumables_page(request, staff, ops, error=str(exc), status_code=400)
+    return RedirectResponse("/staff/ops/consumables", status_code=303)
+
+
 @pages.get("/consumables")
 def consumables_page(request: Request, staff: Viewer, ops: Ops) -> Response:
     return _consumables_page(request, staff, ops)
@@ -258,33 +268,24 @@ def consumables_page(request: Request, staff: Viewer, ops: Ops) -> Response:
 def consumable_replace(request: Request, staff: Handler, ops: Ops, device_id: Annotated[str, Form(max_length=32)] = "",
                        item: Annotated[str, Form(max_length=20)] = "",
                        note: Annotated[str, Form(max_length=300)] = "") -> Response:
-    try:
-        ops.consumables.replace(staff.username, device_id, item, note=note, client=_client(request))
-    except ConsumableError as exc:
-        return _consumables_page(request, staff, ops, error=str(exc), status_code=400)
-    return RedirectResponse("/staff/ops/consumables", status_code=303)
+    return _consumable_change(request, staff, ops, lambda: ops.consumables.replace(
+        staff.username, device_id, item, note=note, client=_client(request)))
 
 
 @pages.post("/consumables/receive")
 def consumable_receive(request: Request, staff: Manager, ops: Ops, item: Annotated[str, Form(max_length=20)] = "",
                        quantity: Annotated[int, Form(ge=1, le=100_000)] = 1,
                        note: Annotated[str, Form(max_length=300)] = "") -> Response:
-    try:
-        ops.consumables.receive(staff.username, item, quantity, note=note, client=_client(request))
-    except ConsumableError as exc:
-        return _consumables_page(request, staff, ops, error=str(exc), status_code=400)
-    return RedirectResponse("/staff/ops/consumables", status_code=303)
+    return _consumable_change(request, staff, ops, lambda: ops.consumables.receive(
+        staff.username, item, quantity, note=note, client=_client(request)))
 
 
 @pages.post("/consumables/count")
 def consumable_count(request: Request, staff: Manager, ops: Ops, item: Annotated[str, Form(max_length=20)] = "",
                      stock: Annotated[int, Form(ge=0, le=1_000_000)] = 0,
                      note: Annotated[str, Form(max_length=300)] = "") -> Response:
-    try:
-        ops.consumables.count(staff.username, item, stock, note=note, client=_client(request))
-    except ConsumableError as exc:
-        return _consumables_page(request, staff, ops, error=str(exc), status_code=400)
-    return RedirectResponse("/staff/ops/consumables", status_code=303)
+    return _consumable_change(request, staff, ops, lambda: ops.consumables.count(
+        staff.username, item, stock, note=note, client=_client(request)))
 
 
 # --- JSON -----------------------------------------------------------------------------------------------
