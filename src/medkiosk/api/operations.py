@@ -7,6 +7,7 @@ scripts — the dashboard refreshes itself and its charts are SVG drawn here.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -217,28 +218,30 @@ def alerts_page(request: Request, staff: Viewer, ops: Ops) -> Response:
     return _alerts_page(request, staff, ops)
 
 
-@pages.post("/alerts/{alert_id}/ack")
-def alert_ack(request: Request, alert_id: ItemId, staff: Handler, ops: Ops,
-              comment: Annotated[str, Form(max_length=500)] = "") -> Response:
+def _alert_change(request: Request, staff: StaffPrincipal, ops: Operations, alert_id: int,
+                  change: Callable[[], Any]) -> Response:
+    """A change to one alert: no such alert, 404; refused, the page again with why (400); done, back to the page."""
     try:
-        ops.alerts.acknowledge(alert_id, staff.username, comment, client=_client(request))
+        change()
     except AlertNotFound as exc:
         raise HTTPException(404, {"message": f"没有编号为 {alert_id} 的告警"}) from exc
     except ValueError as exc:
         return _alerts_page(request, staff, ops, error=str(exc), status_code=400)
     return RedirectResponse("/staff/ops/alerts", status_code=303)
+
+
+@pages.post("/alerts/{alert_id}/ack")
+def alert_ack(request: Request, alert_id: ItemId, staff: Handler, ops: Ops,
+              comment: Annotated[str, Form(max_length=500)] = "") -> Response:
+    return _alert_change(request, staff, ops, alert_id,
+                         lambda: ops.alerts.acknowledge(alert_id, staff.username, comment, client=_client(request)))
 
 
 @pages.post("/alerts/{alert_id}/assign")
 def alert_assign(request: Request, alert_id: ItemId, staff: Handler, ops: Ops,
                  assignee: Annotated[str, Form(max_length=60)] = "") -> Response:
-    try:
-        ops.alerts.assign(alert_id, staff.username, assignee, client=_client(request))
-    except AlertNotFound as exc:
-        raise HTTPException(404, {"message": f"没有编号为 {alert_id} 的告警"}) from exc
-    except ValueError as exc:
-        return _alerts_page(request, staff, ops, error=str(exc), status_code=400)
-    return RedirectResponse("/staff/ops/alerts", status_code=303)
+    return _alert_change(request, staff, ops, alert_id,
+                         lambda: ops.alerts.assign(alert_id, staff.username, assignee, client=_client(request)))
 
 
 def _parse_local(value: str) -> datetime | None:
