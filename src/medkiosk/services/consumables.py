@@ -85,10 +85,9 @@ class ConsumableService:
               note: str = "", client: str = "", absolute: bool = False) -> ConsumableMovement:
         now = self._clock.now()
         with self._uow() as uow:
-            query = select(ConsumableItem).where(ConsumableItem.code == item_code)
-            if uow.session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update()  # two engineers taking the last roll: one of them is refused
-            item = uow.session.scalars(query).first()
+            # Two engineers taking the last roll: one of them is refused.
+            item = uow.session.scalars(select(ConsumableItem).where(ConsumableItem.code == item_code)
+                                       .with_for_update()).first()
             if item is None:
                 raise ConsumableError("没有这种耗材")
             after = quantity if absolute else item.stock + quantity

@@ -163,10 +163,7 @@ class InspectionService:
             raise InspectionError("发现问题时请写明问题")
         now = self._clock.now()
         with self._uow() as uow:
-            query = select(InspectionItem).where(InspectionItem.id == item_id)
-            if uow.session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update()
-            item = uow.session.scalars(query).first()
+            item = uow.session.get(InspectionItem, item_id, with_for_update=True)
             if item is None:
                 raise InspectionNotFound(item_id)
             if item.verdict:

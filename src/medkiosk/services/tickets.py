@@ -206,10 +206,7 @@ class TicketService:
             return row
 
     def _locked(self, uow: UnitOfWork, ticket_id: int) -> Ticket:
-        query = select(Ticket).where(Ticket.id == ticket_id)
-        if uow.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = uow.session.scalars(query).first()
+        row = uow.session.get(Ticket, ticket_id, with_for_update=True)
         if row is None:
             raise TicketNotFound(ticket_id)
         return row
