@@ -24,7 +24,8 @@ from medkiosk.settings import Settings, TerminalType
 from medkiosk.store.models import DeviceState
 from medkiosk.store.models_operations import AlertRecord, DeviceTelemetry, TelemetryHour, TelemetryMinute
 
-PASSWORD = "Ward-Round-0800"
+from staff_client import PASSWORD, login
+
 PRINTER_OK = {"state": "ok", "detail": "", "paper": "ok", "driver": "simulated"}
 
 
@@ -86,10 +87,7 @@ class Site:
 
     def login(self, username: str, *roles: str) -> str:
         StaffService.from_container(self.container).create_user(username, "", list(roles), PASSWORD)
-        response = self.client.post("/staff/login", data={"username": username, "password": PASSWORD},
-                                    follow_redirects=False)
-        assert response.status_code == 303
-        return self.client.get("/api/staff/me").json()["csrf_token"]
+        return login(self.client, username)
 
     def alerts(self, rule: str | None = None) -> list[AlertRecord]:
         return [a for a in self.ops.alerts.alerts(open_only=False) if rule is None or a.rule == rule]

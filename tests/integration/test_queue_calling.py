@@ -15,7 +15,7 @@ from medkiosk.services.staff import StaffService
 from medkiosk.settings import Settings
 from medkiosk.store.models import Patient
 
-PASSWORD = "Ward-Round-0800"
+from staff_client import PASSWORD, login
 
 
 @pytest.fixture
@@ -37,12 +37,6 @@ def site(sqlite_url):
     with TestClient(create_app(container=container)) as client:
         yield client, container
     container.close()
-
-
-def login(client: TestClient, username: str) -> str:
-    response = client.post("/staff/login", data={"username": username, "password": PASSWORD}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    return client.get("/api/staff/me").json()["csrf_token"]
 
 
 def test_a_doctor_calls_next_recalls_and_marks_done_through_the_api(site):

@@ -14,7 +14,8 @@ from medkiosk.services import audit
 from medkiosk.services.staff import StaffService
 from medkiosk.settings import Settings
 
-PASSWORD = "Queue-Rules-0800"
+from staff_client import PASSWORD, login
+
 FORM = {"name": "心血管内科", "zone": "门诊楼2层A区", "am_closes": "11:30", "pm_closes": "17:00",
         "slot_minutes": "20", "late_grace_minutes": "10", "priority_age": "75", "returning_after": "1",
         "missed_after": "3", "max_missed": "2", "result_seconds": "6", "priority_flags": ["aged", "veteran"]}
@@ -31,12 +32,6 @@ def site(sqlite_url):
     with TestClient(create_app(container=container)) as client:
         yield client, container
     container.close()
-
-
-def login(client: TestClient, username: str) -> str:
-    response = client.post("/staff/login", data={"username": username, "password": PASSWORD}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    return client.get("/api/staff/me").json()["csrf_token"]
 
 
 def test_the_it_centre_changes_a_departments_rules_on_the_page_and_the_change_is_audited(site):

@@ -10,7 +10,8 @@ import pytest
 from medkiosk.services import audit
 from medkiosk.store.models_reconciliation import ReconciliationDiscrepancy, ReconciliationRun
 
-from test_staff_web import Site, login
+from staff_client import login
+from test_staff_web import Site
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from medkiosk.services.releases import ReleaseError, ReleaseService
 from medkiosk.services.staff import StaffService
 from medkiosk.settings import Settings, TerminalType, get_settings
 from release_fixtures import ReleaseKit
+from staff_client import login
 
 PASSWORD = "Release-Night-2300"
 
@@ -39,9 +40,7 @@ class Site:
 
     def client(self, username: str) -> tuple[TestClient, str]:
         client = TestClient(self.app)
-        assert client.post("/staff/login", data={"username": username, "password": PASSWORD},
-                           follow_redirects=False).status_code == 303
-        return client, client.get("/api/staff/me").json()["csrf_token"]
+        return client, login(client, username, PASSWORD)
 
 
 @pytest.fixture

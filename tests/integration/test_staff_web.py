@@ -17,7 +17,8 @@ from medkiosk.services.staff import LOGIN_REFUSED_MESSAGE, StaffService
 from medkiosk.settings import Settings
 from medkiosk.store.models import Device, DeviceState, Event, StaffUser
 
-PASSWORD = "Ward-Round-0800"
+from staff_client import PASSWORD, login
+
 COOKIE = "medkiosk_staff"
 
 
@@ -48,13 +49,6 @@ class Site:
             event = uow.session.get(Event, event_id)
             uow.session.expunge(event)
             return event
-
-
-def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
-    """Log in and return the session's CSRF token."""
-    response = client.post("/staff/login", data={"username": username, "password": password}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    return client.get("/api/staff/me").json()["csrf_token"]
 
 
 @pytest.fixture
