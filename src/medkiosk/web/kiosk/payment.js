@@ -188,13 +188,8 @@ export class PaymentFlow {
     try {
       next = await api.pay.pay(order.order_no, "qr");
     } catch (err) {
-      if (this.gone(err) || gen !== this.gen) return;
-      if (err.outcomeUnknown) next = await this.statusOf(order);
-      if (!next) {
-        view.setBusy(false);
-        view.showProblem(err.message, err.nextStep);
-        return;
-      }
+      next = await this.afterPayFailed(err, gen, order, view, next);
+      if (!next) return;
     }
     if (gen !== this.gen) return;
     this.open = next;
@@ -227,13 +222,8 @@ export class PaymentFlow {
         next = await api.posSale(order.order_no);
       }
     } catch (err) {
-      if (this.gone(err) || gen !== this.gen) return;
-      if (err.outcomeUnknown) next = await this.statusOf(order);
-      if (!next) {
-        view.setBusy(false);
-        view.showProblem(err.message, err.nextStep);
-        return;
-      }
+      next = await this.afterPayFailed(err, gen, order, view, next);
+      if (!next) return;
     }
     if (gen !== this.gen) return;
     this.open = next;
@@ -244,6 +234,21 @@ export class PaymentFlow {
       view.setStatus(next.next_step || PAY.settling);
       this.watch(gen, { ...order, ...next, order_no: order.order_no }, choice, null);
     }
+  }
+
+  /**
+   * A pay request that failed. Null when the page stops here: the session ended, the patient left,
+   * or the problem is on screen. Otherwise the order as it now stands: asked of the service after an
+   * unknown outcome, else `known` (what an earlier step of the same tap answered).
+   */
+  async afterPayFailed(err, gen, order, view, known) {
+    if (this.gone(err) || gen !== this.gen) return null;
+    const next = err.outcomeUnknown ? await this.statusOf(order) : known;
+    if (!next) {
+      view.setBusy(false);
+      view.showProblem(err.message, err.nextStep);
+    }
+    return next;
   }
 
   // ---- QR code ------------------------------------------------------------------------------------
