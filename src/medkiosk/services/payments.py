@@ -296,6 +296,7 @@ class PaymentEngine:
         if method is PayMethod.PAYMENT_CODE and not (auth_code and auth_code.isdigit() and 16 <= len(auth_code) <= 24):
             raise PaymentRefused("未能识别付款码，请重新出示手机付款码。", "请重新扫码", status=422)
         # (_own_order has touched the session: paying is activity)
+        last = None
         with self._driving(order_no, wait=CANCEL_WAIT_SECONDS) as held:
             if held:
                 state = self._state(order_no)
@@ -303,7 +304,8 @@ class PaymentEngine:
                     self._start_paying(order_no, method, auth_code)
                 elif switching and state is PaymentState.AWAITING_PAYMENT:
                     self._switch_to_payment_code(order_no, auth_code)
-        return self.view(device, order_no)
+                last = self._load(order_no)
+        return self._order_json(last or self._load(order_no))
 
     def _start_paying(self, order_no: str, method: PayMethod, auth_code: str | None) -> None:
         order = self._load(order_no)
@@ -402,9 +404,9 @@ class PaymentEngine:
                         self._drive(order_no)
                 elif current is not None:
                     self._drive(order_no)
-            return self.view(device, order_no)
-        self.advance(order_no)
-        return self.view(device, order_no)
+                last = self._load(order_no) if current is not None else None
+            return self._order_json(last or self._load(order_no))
+        return self._order_json(self._advance(order_no))
 
     def cancel(self, device: AuthenticatedDevice, order_no: str) -> dict[str, Any]:
         """The patient backs out: nothing charged is kept (a payment that raced in is refunded)."""
@@ -531,10 +533,16 @@ class PaymentEngine:
     # ============================================================================================
     def advance(self, order_no: str) -> PaymentState:
         """Drive an order as far as it can go now; returns the state it stopped in."""
+        return PaymentState(self._advance(order_no).state)
+
+    def _advance(self, order_no: str) -> PaymentOrder:
+        """Drive the order if nobody else is; the row as it then stands."""
+        last = None
         with self._driving(order_no) as held:
             if held:
                 self._drive(order_no)
-        return self._state(order_no)
+                last = self._load(order_no)  # our last write: no read
+        return last or self._load(order_no)
 
     def recover(self, *, older_than: timedelta = timedelta(seconds=0)) -> dict[str, int]:
         """Resume or unwind every unfinished order no one is driving (after a crash, a timeout, a restart).
@@ -1271,11 +1279,13 @@ class PaymentEngine:
         The lease belongs to this block, not to the engine: two requests of one process, or a
         request and the recovery worker, never drive one order at once.
         """
-        token = token or self._lease(order_no, wait=wait)
+        row = None
+        if token is None:
+            token, row = self._lease(order_no, wait=wait)
         if token is None:
             yield False
             return
-        reset = _HELD.set((order_no, token, []))
+        reset = _HELD.set((order_no, token, [row] if row is not None else []))
         try:
             yield True
         except LeaseLost:
@@ -1284,7 +1294,8 @@ class PaymentEngine:
             _HELD.reset(reset)
             self._release(order_no, token)
 
-    def _lease(self, order_no: str, *, wait: float = 0.0) -> str | None:
+    def _lease(self, order_no: str, *, wait: float = 0.0) -> tuple[str | None, PaymentOrder | None]:
+        """Take the order's lease; with it, the row as it stands (so driving starts without a read)."""
         token = self._token()
         give_up = time.monotonic() + wait
         while True:
@@ -1295,11 +1306,12 @@ class PaymentEngine:
                     PaymentOrder.order_no == order_no,
                     or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
                 ).values(lease_owner=token, lease_until=now + LEASE))
+                row = uow.session.get(PaymentOrder, order_no) if result.rowcount == 1 else None
                 uow.commit()
-            if result.rowcount == 1:
-                return token
+            if row is not None:
+                return token, row
             if time.monotonic() >= give_up:
-                return None
+                return None, None
             time.sleep(0.05)
 
     def _release(self, order_no: str, token: str) -> None:
