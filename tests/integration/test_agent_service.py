@@ -321,8 +321,10 @@ def test_no_path_trick_takes_the_page_to_the_device_api(agent, service):
             while chunk := conn.recv(65536):
                 reply += chunk
         assert reply.startswith(b"HTTP/1.1 404"), (target, reply[:60])
+    # Only the agent's own device calls (its readers, heartbeat and bank-POS round), never the page's.
     assert all("device" not in c["path"] or c["path"] in ("/api/device/identify", "/api/device/heartbeat",
-                                                           "/api/device/identify/phone") for c in service.calls)
+                                                           "/api/device/identify/phone", "/api/device/pos/tasks",
+                                                           "/api/device/pos/reports") for c in service.calls)
     assert not [c for c in service.calls if c["json"] and c["json"].get("id_number") == "110101199003071234"]
 
 
