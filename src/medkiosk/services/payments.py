@@ -330,7 +330,9 @@ class PaymentEngine:
             self._drive(order_no)
             return
         # Nobody can have paid a code not yet on screen: no query until the page polls.
-        self._update(order_no, details_patch={"code_url": qr.code_url}, finish=(key, "succeeded", None))
+        # Relaxed: lost in a crash, the order is still awaiting its channel order, which recovery asks.
+        self._update(order_no, details_patch={"code_url": qr.code_url}, finish=(key, "succeeded", None),
+                     relaxed=True)
 
     def _switch_to_payment_code(self, order_no: str, auth_code: str) -> None:
         """Close the QR order; once the channel says it is closed unpaid, charge the code under …P(n+1)."""
@@ -961,7 +963,8 @@ class PaymentEngine:
             log.exception("payment.invoice_failed", order_no=order.order_no, error=type(exc).__name__)
             self._end(key, "refused", {"error": type(exc).__name__})
             return
-        self._update(order.order_no, invoice_no=invoice.invoice_no, invoice_state="issued",
+        # Relaxed: lost in a crash, recovery issues again under the same key and gets this invoice.
+        self._update(order.order_no, invoice_no=invoice.invoice_no, invoice_state="issued", relaxed=True,
                      finish=(key, "succeeded", {"invoice_no": invoice.invoice_no}))
 
     # -- refunds ---------------------------------------------------------------------------------------
@@ -1211,10 +1214,16 @@ class PaymentEngine:
     def _update(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
                 details_patch: dict | None = None,
                 begin: list[tuple[str, str, dict]] = (), finish: tuple[str, str, dict | None] | None = None,
-                **fields) -> PaymentOrder:
-        """One transaction: the order's row, and the journal steps that ``begin`` or ``finish`` with it."""
+                relaxed: bool = False, **fields) -> PaymentOrder:
+        """One transaction: the order's row, and the journal steps that ``begin`` or ``finish`` with it.
+
+        ``relaxed`` commits without waiting for the disk flush: only for a write that recovery
+        redoes idempotently if a crash loses it — never one that precedes an external call.
+        """
         now = self._clock.now()
         with self._uow() as uow:
+            if relaxed:
+                _no_flush_wait(uow)
             row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
             held = _HELD.get()
             if held is not None and held[0] == order_no:
@@ -1326,8 +1335,9 @@ class PaymentEngine:
 def _no_flush_wait(uow) -> None:
     """Commit this transaction without waiting for the WAL flush (PostgreSQL ``synchronous_commit``).
 
-    Only for leases: a lease lost in a crash merely expires, and any later money write — always a
-    synchronous commit — flushes the WAL up to and including it. Never for a state or journal write.
+    For leases (one lost in a crash merely expires) and for the few writes recovery redoes
+    idempotently; any later synchronous commit flushes the WAL up to and including it. Never for a
+    write that must be on disk before an external call is made.
     """
     if uow.session.get_bind().dialect.name == "postgresql":
         uow.session.execute(text("SET LOCAL synchronous_commit = off"))
