@@ -125,8 +125,14 @@ class QueueService:
     # -- rules ------------------------------------------------------------------------------------
     def rules(self, department_code: str) -> QueueRules:
         with self._uow() as uow:
-            row = uow.session.get(QueueDepartment, department_code)
-            return QueueRules.from_json(row.rules) if row else QueueRules()
+            return self._rules_in(uow, department_code)
+
+    @staticmethod
+    def _rules_in(uow: UnitOfWork, department_code: str) -> QueueRules:
+        """The rules, read in the caller's transaction (a second connection per request could
+        exhaust the pool under load)."""
+        row = uow.session.get(QueueDepartment, department_code)
+        return QueueRules.from_json(row.rules) if row else QueueRules()
 
     def set_rules(self, department_code: str, rules: QueueRules | dict[str, Any], *, name: str | None = None,
                   zone: str | None = None, actor: str = "") -> dict[str, Any]:
@@ -287,7 +293,7 @@ class QueueService:
                                                                  QueueEntryRow.reference == reference))
             if row is None:
                 return None
-            rules = self.rules(row.department_code)
+            rules = self._rules_in(uow, row.department_code)
             return self._entry_json(row, self._queue(uow, row.department_code, row.queue_date), rules)
 
     def entries_for(self, source: str, references: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -300,7 +306,7 @@ class QueueService:
                                                                    QueueEntryRow.reference.in_(references)))
             for row in rows:
                 queue = self._queue(uow, row.department_code, row.queue_date)
-                found[row.reference] = self._entry_json(row, queue, self.rules(row.department_code))
+                found[row.reference] = self._entry_json(row, queue, self._rules_in(uow, row.department_code))
         return found
 
     def _entry_json(self, row: QueueEntryRow, queue: list[QueueEntryRow], rules: QueueRules) -> dict[str, Any]:
@@ -367,7 +373,7 @@ class QueueService:
             self._move(row, EntryState.MISSED)
             row.missed_count += 1
             row.updated_at = now
-            rules = self.rules(row.department_code)
+            rules = self._rules_in(uow, row.department_code)
             if rules.missed_auto_requeue and may_rejoin_after_missed(_domain(row), rules):
                 self._rejoin(row, queue, rules, RejoinKind.MISSED, now)
             uow.commit()
@@ -382,14 +388,14 @@ class QueueService:
             row.done_at = row.updated_at = now
             uow.commit()
             log.info("queue.done", entry_id=entry_id, actor=actor)
-            return self._entry_json(row, queue, self.rules(row.department_code))
+            return self._entry_json(row, queue, self._rules_in(uow, row.department_code))
 
     def requeue(self, entry_id: int, *, actor: str = "") -> dict[str, Any]:
         """The desk puts a missed (or seen, returning) patient back in line by the rules."""
         now = self._clock.now()
         with self._uow() as uow:
             row, queue = self._locked_entry(uow, entry_id)
-            rules = self.rules(row.department_code)
+            rules = self._rules_in(uow, row.department_code)
             state = EntryState(row.state)
             if state is EntryState.CALLED:
                 self._move(row, EntryState.WAITING)  # called by mistake: back to where they were
@@ -458,7 +464,7 @@ class QueueService:
             queues = {code: self._queue(uow, code, queue_date) for code in department_codes}
         for code in department_codes:
             queue = queues[code]
-            rules = self.rules(code)
+            rules = self._rules_in(uow, code)
             order = waiting_order([_domain(r) for r in queue], rules)
             by_id = {r.id: r for r in queue}
             waiting = [by_id[e.id] for e in order]
