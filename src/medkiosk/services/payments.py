@@ -1206,8 +1206,11 @@ class PaymentEngine:
             msgids = {infno: self._p.insurance.new_msgid() for infno in infnos}
             try:
                 self._update(order_no, begin=[(infno, msgid, {}) for infno, msgid in msgids.items()], **changes)
-            except IntegrityError:
-                continue  # another process made the same msgid: draw again
+            except IntegrityError as exc:
+                # Expected: another process made the same msgid — draw again. Logged with the
+                # database's own words, so that any other constraint shows itself.
+                log.warning("payment.msgid_conflict", order_no=order_no, error=str(exc.orig)[:300])
+                continue
             return msgids
         raise RuntimeError("could not allocate unique msgids")
 
