@@ -1202,7 +1202,9 @@ class PaymentEngine:
 
     def _with_msgids(self, order_no: str, infnos: list[str], **changes) -> dict[str, str]:
         """Fresh msgids for ``infnos``, journalled in the same write as ``changes`` (before any is sent)."""
-        for _ in range(5):
+        # Two service processes whose 4-digit counters run close together collide on several draws
+        # in a row within one second (their msgids share the second): draw on until past the other's.
+        for _ in range(50):
             msgids = {infno: self._p.insurance.new_msgid() for infno in infnos}
             try:
                 self._update(order_no, begin=[(infno, msgid, {}) for infno, msgid in msgids.items()], **changes)
