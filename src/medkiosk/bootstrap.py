@@ -87,7 +87,7 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
                                hospital_region=settings.hospital_admdvs, executor=executor)
     payments = PaymentEngine(uow_factory, clock, cipher, sessions, Ports(his, insurance, channel, einvoice),
                              hospital_name=settings.hospital_name, executor=executor,
-                             pay_window=timedelta(seconds=settings.pay_window_seconds))
+                             pay_window=timedelta(seconds=settings.pay_window_seconds), tz=settings.tz)
     container = Container(settings, engine, session_factory, clock, cipher, his, insurance, channel, einvoice,
                           executor, devices, sessions, identify, payments)
     container.queues = QueueService(uow_factory, clock, tz=settings.tz)

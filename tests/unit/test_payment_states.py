@@ -1,6 +1,8 @@
 """The money state machine: every allowed move, every illegal one refused, and split arithmetic."""
 
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -15,6 +17,7 @@ from medkiosk.domain.payment import (
     check_transition,
     out_refund_no,
     out_trade_no,
+    pos_give_back_kind,
     refundable,
 )
 
@@ -95,3 +98,18 @@ def test_idempotency_keys_are_derived_from_the_order():
     assert out_trade_no("PO20261125000001") == out_trade_no("PO20261125000001")
     assert out_trade_no("PO20261125000001", 2) != out_trade_no("PO20261125000001")
     assert out_refund_no("PO20261125000001") != out_trade_no("PO20261125000001")
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.mark.parametrize(("sold_at", "now", "kind"), [
+    # 23:59 UTC is 07:59 in Shanghai: the sale and the give-back share the hospital's day.
+    ("2026-11-25T23:59:23+00:00", "2026-11-25T23:59:24+00:00", "void"),
+    ("2026-11-25T23:59:23+00:00", "2026-11-26T15:59:59+00:00", "void"),
+    # Past midnight in Shanghai (16:00 UTC) the bank has settled the sale's batch: refund.
+    ("2026-11-26T15:59:59+00:00", "2026-11-26T16:00:01+00:00", "refund"),
+    ("2026-11-24T10:00:00+08:00", "2026-11-26T10:00:00+08:00", "refund"),
+])
+def test_a_card_sale_is_voided_on_the_hospitals_day_of_sale_and_refunded_after(sold_at, now, kind):
+    assert pos_give_back_kind(datetime.fromisoformat(sold_at), datetime.fromisoformat(now), SHANGHAI) == kind

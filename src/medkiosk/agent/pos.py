@@ -74,7 +74,7 @@ class Outbox:
 
 def _approved(kind: str, key: str, result: PosResult) -> dict[str, Any]:
     return {"key": key, "kind": kind, "status": "approved", "amount": str(result.amount),
-            "reference": result.reference}
+            "reference": result.reference, "approved_at": result.approved_at.isoformat()}
 
 
 class PosTerminal:

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from medkiosk.api.deps import authenticated_device, container
 from medkiosk.bootstrap import Container
@@ -129,6 +129,8 @@ class PosReportIn(BaseModel):
     amount: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
     reference: str = Field(default="", max_length=40)
     message: str = Field(default="", max_length=200)
+    approved_at: AwareDatetime | None = None
+    """The POS's own time of an approval: a report sent late from the outbox keeps the sale's day."""
 
 
 @pos_router.post("/reports")

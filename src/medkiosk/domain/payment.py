@@ -13,6 +13,7 @@ of the settlement, and a refund of the cash.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -159,6 +160,13 @@ def refundable(paid: Decimal, refunded: Decimal, amount: Decimal) -> Decimal:
     if amount < 0:
         raise ValueError("a refund cannot be negative")
     return min(amount, max(paid - refunded, Decimal("0.00")))
+
+
+def pos_give_back_kind(sold_at: datetime, now: datetime, tz: tzinfo) -> str:
+    """How the kiosk's bank POS gives a card sale back: ``void`` (撤销) while the sale is in the
+    terminal's open batch, which the bank settles at the end of the hospital's day; ``refund``
+    (退货) after that. Both times are aware; the day is the hospital's, not UTC's."""
+    return "void" if sold_at.astimezone(tz).date() == now.astimezone(tz).date() else "refund"
 
 
 # -- idempotency keys: derived from the order and the step, so a retry can never charge twice ----

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo as dt_tzinfo
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
@@ -40,6 +40,7 @@ from medkiosk.domain.payment import (
     check_transition,
     out_refund_no,
     out_trade_no,
+    pos_give_back_kind,
     refundable,
     step_key,
 )
@@ -139,6 +140,7 @@ class PosReport:
     amount: Decimal | None = None
     reference: str = ""
     message: str = ""
+    approved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,9 @@ class Ports:
 class PaymentEngine:
     def __init__(self, uow_factory, clock: Clock, cipher: FieldCipher, sessions: SessionService, ports: Ports,
                  *, hospital_name: str, executor: ThreadPoolExecutor, owner: str | None = None,
-                 pay_window: timedelta = PAY_WINDOW) -> None:
+                 pay_window: timedelta = PAY_WINDOW, tz: dt_tzinfo = UTC) -> None:
         self._executor = executor
+        self._tz = tz
         self._uow = uow_factory
         self._clock = clock
         self._cipher = cipher
@@ -473,7 +476,8 @@ class PaymentEngine:
                 self._stuck(order_no, f"银行卡已扣款（参考号{report.reference}）但订单已关闭，请人工退款")
             return  # reported before: already taken forward
         if report.status == "approved":
-            self._end(report.key, "succeeded", {"reference": report.reference})
+            self._end(report.key, "succeeded", {"reference": report.reference, **(
+                {"approved_at": report.approved_at.isoformat()} if report.approved_at else {})})
             self._record_paid(order_no, PosTrade(amount=report.amount, transaction_id=report.reference))
         elif report.status == "declined":
             self._end(report.key, "refused", {"message": report.message})
@@ -977,10 +981,10 @@ class PaymentEngine:
             return True
         refund_no = out_refund_no(order_no, 1)
         if order.pay_method == PayMethod.BANK_CARD.value:
-            # The kiosk's POS gives it back (void on the day of the sale, refund later): the agent
-            # collects this task and reports the outcome (record_pos_report).
-            sold_on = as_utc(order.pay_deadline or order.created_at).date()
-            kind = "void" if sold_on == self._clock.now().date() else "refund"
+            # The kiosk's POS gives it back (void while the sale is in the terminal's open batch, that
+            # is on the hospital's day of the sale; refund later): the agent collects this task and
+            # reports the outcome (record_pos_report).
+            kind = pos_give_back_kind(self._sold_at(order), self._clock.now(), self._tz)
             self._begin(order_no, f"pos.{kind}", refund_no, {"amount": str(amount), "reference": order.transaction_id,
                                                               "kind": kind}, reuse=True)
             return False
@@ -1279,6 +1283,14 @@ class PaymentEngine:
             if detail:
                 step.detail = {**step.detail, **detail}
             uow.commit()
+
+    def _sold_at(self, order: PaymentOrder) -> datetime:
+        """When the POS approved the card sale: its own time as reported, else when the report came."""
+        with self._uow() as uow:
+            sale = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == order.out_trade_no)).first()
+        if sale is not None and sale.detail.get("approved_at"):
+            return datetime.fromisoformat(sale.detail["approved_at"])
+        return as_utc(sale.finished_at if sale is not None and sale.finished_at else order.updated_at)
 
     def _past_deadline(self, order: PaymentOrder) -> bool:
         return order.pay_deadline is not None and self._clock.now() >= as_utc(order.pay_deadline)
