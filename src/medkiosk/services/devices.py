@@ -125,6 +125,9 @@ class DeviceService:
             except signing.SignatureError as exc:
                 raise DeviceAuthError(exc.reason, exc.detail) from exc
             try:
+                # Without the flush wait: only a crash of the database server itself could lose a
+                # nonce, and a replay would then still have to fall inside the skew window.
+                uow.without_flush_wait()
                 uow.session.execute(insert(DeviceNonce).values(device_id=device.id, nonce=signed.nonce, seen_at=now))
                 uow.commit()
             except IntegrityError as exc:

@@ -166,6 +166,7 @@ class SessionService:
         """The device's live session (raising NoSession); an expired one is ended on the way."""
         now = self._clock.now()
         with self._uow() as uow:
+            uow.without_flush_wait()  # a touch or an expiry lost in a database crash is redone next time
             row = self._live_row(uow, device, now)
             if touch:
                 row.last_activity_at = now
@@ -208,6 +209,7 @@ class SessionService:
         """
         now = self._clock.now()
         with self._uow() as uow:
+            uow.without_flush_wait()  # the touch is only the idle clock's start
             row = self._live_row(uow, device, now)
             row.last_activity_at = now
             his_patient_id = uow.session.scalar(select(Patient.his_patient_id).where(Patient.id == row.patient_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -24,6 +25,19 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.session.commit()
+
+    def without_flush_wait(self) -> None:
+        """Let this transaction's commit return before the WAL is on disk (PostgreSQL's
+        ``synchronous_commit = off`` for this transaction only; SQLite is unchanged).
+
+        A crash of the database server can then lose the last fraction of a second of such commits,
+        never corrupt anything; any later synchronous commit flushes them too. Only for writes whose
+        loss is harmless or redone: a lease (it would expire), a session's last-activity time, a
+        request nonce, a write recovery repeats idempotently — never one that must be on disk
+        before an external call is made.
+        """
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("SET LOCAL synchronous_commit = off"))
 
     def rollback(self) -> None:
         self.session.rollback()
