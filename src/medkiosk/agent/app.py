@@ -168,7 +168,7 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
         logs=LogShipper(client, period=settings.log_ship_seconds, batch_lines=settings.log_batch_lines,
                         buffer_lines=settings.log_buffer_lines, level=settings.log_ship_level),
         pos=PosTerminal(drivers.bank_pos, client, Outbox(settings.printout_dir / "pos-outbox.json"),
-                        period=settings.heartbeat_seconds),
+                        period=settings.heartbeat_seconds, settle_at=settings.bank_pos_settle_at, tz=settings.tz),
     )
     runtime.updater = Updater(
         client, BundleStore(settings.release_root), parse_key_list(settings.release_public_keys), drivers=drivers,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -97,6 +98,11 @@ class AgentSettings(BaseSettings):
     printed_keep: int = Field(default=20, ge=1, le=500, description="simulated printouts kept in memory")
     web_dir: Path | None = Field(default=None, description="the kiosk page; default the package's web/kiosk/")
 
+    # The bank POS's daily settlement (批结算): the open batch is closed once a day at this hospital time.
+    bank_pos_settle_at: str = Field(default="23:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                                    description="HH:MM hospital time of the POS's daily settlement")
+    timezone: str = Field(default="Asia/Shanghai", description="the hospital's local time")
+
     heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
     software_version: str = __version__
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
@@ -130,6 +136,15 @@ class AgentSettings(BaseSettings):
             parse_key_list(value)
         except ValueError as exc:
             raise ValueError(f"MEDKIOSK_AGENT_RELEASE_PUBLIC_KEYS: {exc}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(f"MEDKIOSK_AGENT_TIMEZONE: unknown time zone {value!r}") from exc
         return value
 
     @field_validator("service_url")
@@ -167,6 +182,10 @@ class AgentSettings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"MEDKIOSK_AGENT_KEY_FILE is not an Ed25519 private key in PEM: {self.key_file}") from exc
         return DeviceSigner(self.device_id, key)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def printout_dir(self) -> Path:

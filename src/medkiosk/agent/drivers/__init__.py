@@ -96,5 +96,6 @@ def build_drivers(settings: AgentSettings) -> Drivers:
         qr_scanner=reader("qr_scanner", SimulatedQrScanner, "扫码器"),
         receipt_printer=_receipt_printer(settings),
         a4_printer=a4,
-        bank_pos=SimulatedPos() if settings.driver_for("bank_pos") == "simulated" else NotConfiguredPos(),
+        bank_pos=(SimulatedPos(terminal_id=settings.device_id[-8:].rjust(8, "0"))
+                  if settings.driver_for("bank_pos") == "simulated" else NotConfiguredPos()),
     )

@@ -137,6 +137,10 @@ class PosUnavailable(PeripheralError):
     """No usable answer from the POS: the transaction's outcome is unknown."""
 
 
+class PosSaleSettled(PosDeclined):
+    """A void refused because the sale has left the open batch (the terminal was settled): refund it."""
+
+
 @dataclass(frozen=True)
 class PrintJob:
     """What a printer did with a job. ``files`` are what a simulated printer saved."""
@@ -161,6 +165,47 @@ class PosResult(BaseModel):
     reference: str = Field(description="the bank's reference number (参考号)")
     original_reference: str | None = None
     approved_at: datetime
+
+
+class PosBatchLine(BaseModel):
+    """One transaction of a settled batch, as the terminal lists it on its settlement slip."""
+
+    reference: str = Field(description="the bank's reference number (参考号)")
+    kind: PosKind
+    amount: Decimal
+    key: str = Field(description="the order key it was made under: a sale's trade number, a void's or refund's "
+                                 "refund number")
+    original_reference: str | None = None
+    approved_at: datetime
+
+
+class PosBatch(BaseModel):
+    """A settlement batch (批结算): what the terminal closed and sent to the bank, with its totals."""
+
+    batch_no: str
+    terminal_id: str
+    settled_at: datetime
+    lines: list[PosBatchLine] = Field(default_factory=list)
+    sale_count: int = 0
+    sale_amount: Decimal = Decimal("0.00")
+    void_count: int = 0
+    void_amount: Decimal = Decimal("0.00")
+    refund_count: int = 0
+    refund_amount: Decimal = Decimal("0.00")
+    net_amount: Decimal = Decimal("0.00")
+    """Sales less voids and refunds: what the bank credits the hospital for this batch (before fees)."""
+
+    @classmethod
+    def close(cls, batch_no: str, terminal_id: str, settled_at: datetime, lines: list[PosBatchLine]) -> "PosBatch":
+        """A batch with its totals added up from its lines, the way a terminal prints them."""
+        totals: dict[str, Any] = {}
+        for kind in PosKind:
+            of_kind = [line.amount for line in lines if line.kind is kind]
+            totals[f"{kind.value}_count"] = len(of_kind)
+            totals[f"{kind.value}_amount"] = sum(of_kind, Decimal("0.00"))
+        net = totals["sale_amount"] - totals["void_amount"] - totals["refund_amount"]
+        return cls(batch_no=batch_no, terminal_id=terminal_id, settled_at=settled_at, lines=lines, net_amount=net,
+                   **totals)
 
 
 @runtime_checkable
@@ -206,7 +251,7 @@ class BankPos(Peripheral, Protocol):
         ...
 
     def void(self, reference: str, order_no: str) -> PosResult:
-        """Cancel a same-day sale by its reference."""
+        """Cancel a sale still in the open batch by its reference (:class:`PosSaleSettled` otherwise)."""
         ...
 
     def refund(self, amount: Decimal, reference: str, order_no: str) -> PosResult: ...
@@ -214,6 +259,12 @@ class BankPos(Peripheral, Protocol):
     def query(self, order_no: str) -> PosResult | None:
         """The transaction made under ``order_no`` (a sale's trade number, a void's or refund's refund
         number), or None when the terminal made none; raise :class:`PosUnavailable` when it cannot say."""
+        ...
+
+    def settle(self) -> PosBatch:
+        """Close the open batch (批结算) and return it; the next transaction opens a new batch. A void
+        after this raises :class:`PosSaleSettled` for the settled sales; raise :class:`PosUnavailable`
+        when the terminal cannot settle now."""
         ...
 
 

@@ -32,9 +32,12 @@ from medkiosk.agent.drivers.base import (
     PeripheralError,
     PeripheralState,
     PeripheralStatus,
+    PosBatch,
+    PosBatchLine,
     PosDeclined,
     PosKind,
     PosResult,
+    PosSaleSettled,
     PosUnavailable,
     PrintJob,
     ScanRead,
@@ -256,7 +259,9 @@ class SimulatedPos:
     """A bank POS (银行MIS) that approves, or declines with a reason when told to.
 
     Each (kind, order number) is answered once: a repeat returns the first result, so a retried
-    sale never charges twice.
+    sale never charges twice. Transactions go into the open batch until :meth:`settle` closes it;
+    the settled batches are kept (``batches``), and a sale in one of them can no longer be voided,
+    only refunded — as on a real terminal.
     """
 
     decline: bool = False
@@ -264,7 +269,11 @@ class SimulatedPos:
     lose_next_reply: bool = False
     sale_seconds: float = 0.0  # how long the patient takes at the terminal (card, PIN)
     state: PeripheralState = PeripheralState.OK
+    terminal_id: str = "00000001"
     journal: dict[tuple[PosKind, str], PosResult] = field(default_factory=dict)
+    open_batch: list[PosBatchLine] = field(default_factory=list)
+    batches: list[PosBatch] = field(default_factory=list)
+    next_batch_no: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_decline(self, decline: bool, reason: str | None = None) -> None:
@@ -298,11 +307,17 @@ class SimulatedPos:
                     raise PosDeclined("原交易不存在", "请到人工窗口办理", detail=f"no sale {original}")
                 if amount > sale.amount:
                     raise PosDeclined("退款金额超过原交易金额", "请到人工窗口办理")
+                if kind is PosKind.VOID and not any(
+                        line.kind is PosKind.SALE and line.reference == original for line in self.open_batch):
+                    raise PosSaleSettled("原交易已结算，不能撤销，请做退货", "请用退货退款",
+                                         detail=f"sale {original} is not in the open batch")
             if self.decline:
                 raise PosDeclined(self.decline_reason, "请换一张银行卡或换用扫码支付")
             result = PosResult(kind=kind, order_no=order_no, amount=amount, reference=secrets.token_hex(6).upper(),
                                original_reference=original, approved_at=datetime.now().astimezone())
             self.journal[(kind, order_no)] = result
+            self.open_batch.append(PosBatchLine(reference=result.reference, kind=kind, amount=amount, key=order_no,
+                                                original_reference=original, approved_at=result.approved_at))
             return result
 
     def set_lose_next_reply(self, lose: bool = True) -> None:
@@ -330,3 +345,14 @@ class SimulatedPos:
 
     def refund(self, amount: Decimal, reference: str, order_no: str) -> PosResult:
         return self._transact(PosKind.REFUND, order_no, amount, reference)
+
+    def settle(self) -> PosBatch:
+        with self._lock:
+            if self.state in (PeripheralState.FAULT, PeripheralState.OFFLINE):
+                raise PosUnavailable("银行卡终端暂时无法结算", "请稍后", detail=f"simulated {self.state.value}")
+            batch = PosBatch.close(f"{self.next_batch_no:06d}", self.terminal_id, datetime.now().astimezone(),
+                                   list(self.open_batch))
+            self.batches.append(batch)
+            self.open_batch.clear()
+            self.next_batch_no += 1
+            return batch

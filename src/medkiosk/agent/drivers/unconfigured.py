@@ -11,7 +11,15 @@ from decimal import Decimal
 from typing import NoReturn
 
 from medkiosk.agent.documents import Receipt
-from medkiosk.agent.drivers.base import PeripheralState, PeripheralStatus, PosResult, PosDeclined, PosUnavailable, PrintJob
+from medkiosk.agent.drivers.base import (
+    PeripheralState,
+    PeripheralStatus,
+    PosBatch,
+    PosDeclined,
+    PosResult,
+    PosUnavailable,
+    PrintJob,
+)
 from medkiosk.agent.drivers.escpos_printer import refusal_for
 
 
@@ -54,6 +62,9 @@ class NotConfiguredPos:
 
     def query(self, order_no: str) -> PosResult | None:
         return None
+
+    def settle(self) -> PosBatch:
+        self._refuse()
 
 
 class NotConfiguredReceiptPrinter:
