@@ -126,7 +126,8 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 
 @app.command()
 def reconcile(day: str = typer.Option(None, "--date", help="YYYY-MM-DD business day; default yesterday")) -> None:
-    """Reconcile a business day against the channel's statement, HIS and insurance (docs/reconciliation.md)."""
+    """Reconcile a business day against the channel's statement, HIS, insurance and the kiosks' POS batches
+    (docs/reconciliation.md)."""
     import datetime as dt
 
     from medkiosk.bootstrap import build_container

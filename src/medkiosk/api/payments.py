@@ -145,3 +145,57 @@ def pos_report(body: PosReportIn, device: Device, services: Services) -> dict[st
 def pos_tasks(device: Device, services: Services) -> dict[str, Any]:
     """Card payments this kiosk's POS must void or refund."""
     return {"tasks": services.payments.pos_tasks(device)}
+
+
+class PosBatchLineIn(BaseModel):
+    """One transaction of a settled batch: a sale under the order's ``…P1``, a void/refund under ``…R1``."""
+
+    reference: str = Field(min_length=1, max_length=40)
+    kind: Literal["sale", "void", "refund"]
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    key: str = Field(min_length=1, max_length=64)
+    original_reference: str | None = Field(default=None, max_length=40)
+    approved_at: AwareDatetime
+
+
+class PosBatchIn(BaseModel):
+    """A settled batch (批结算) of the kiosk's POS: the terminal's totals and every line."""
+
+    batch_no: str = Field(pattern=r"^[0-9A-Za-z]{1,20}$")
+    terminal_id: str = Field(pattern=r"^[0-9A-Za-z._-]{1,32}$")
+    settled_at: AwareDatetime
+    business_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$",
+                                      description="the hospital day the batch closes (default: that of settled_at)")
+    sale_count: int = Field(ge=0, le=100_000)
+    sale_amount: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    void_count: int = Field(ge=0, le=100_000)
+    void_amount: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    refund_count: int = Field(ge=0, le=100_000)
+    refund_amount: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    net_amount: Decimal = Field(max_digits=14, decimal_places=2)
+    lines: list[PosBatchLineIn] = Field(default_factory=list, max_length=20_000)
+
+
+@pos_router.post("/batches")
+def pos_batch(body: PosBatchIn, device: Device, services: Services) -> dict[str, Any]:
+    """A settled batch of the kiosk's POS, kept for the daily reconciliation; the same batch twice is stored once."""
+    import datetime as dt
+
+    from medkiosk.services.reconciliation import (
+        PosBatchConflict,
+        PosBatchLineReport,
+        PosBatchReport,
+        ReconciliationService,
+    )
+
+    try:
+        day = dt.date.fromisoformat(body.business_date) if body.business_date else None
+    except ValueError as exc:
+        raise HTTPException(422, {"message": "结算日期有误", "next_step": "请检查设备代理"}) from exc
+    report = PosBatchReport(
+        **body.model_dump(exclude={"lines", "business_date"}), business_date=day,
+        lines=tuple(PosBatchLineReport(**line.model_dump()) for line in body.lines))
+    try:
+        return ReconciliationService.from_container(services).record_pos_batch(device.id, report)
+    except PosBatchConflict as exc:
+        raise HTTPException(422, {"message": str(exc), "next_step": "请信息中心核对该机POS结算单"}) from exc

@@ -1,9 +1,11 @@
-"""Daily reconciliation (对账): our payment journal against the channel's statement, HIS and insurance.
+"""Daily reconciliation (对账): our payment journal against the channel's statement, HIS, insurance
+and the kiosks' bank POS settlement batches.
 
 Pure rules, no I/O. The use case (services/reconciliation.py) loads a narrow index of our side,
-streams the channel's statement through :class:`ChannelMatcher` and hands HIS postings and the
-insurance platform's 3202 differences to the functions below; each disagreement becomes a
-:class:`Discrepancy` that says, in Chinese for the finance office, what is wrong and how to fix it.
+streams the channel's statement through :class:`ChannelMatcher` and hands HIS postings, the
+insurance platform's 3202 differences and the POS batch lines to the functions below; each
+disagreement becomes a :class:`Discrepancy` that says, in Chinese for the finance office, what is
+wrong and how to fix it.
 
 Amounts inside the matchers are whole fen (``int``): a million comparisons of ints cost a fraction
 of the same with ``Decimal``, and fen are exact. Every :class:`Discrepancy` speaks yuan (``Decimal``).
@@ -43,6 +45,8 @@ class Source(StrEnum):
     """The HIS's payment postings (缴费登记)."""
     INSURANCE = "insurance"
     """The insurance platform's totals (3201) and details (3202)."""
+    BANK_POS = "bank_pos"
+    """The kiosks' bank POS settlement batches (银行MIS 批结算), for card payments."""
 
 
 class DiscrepancyKind(StrEnum):
@@ -63,7 +67,12 @@ class DiscrepancyKind(StrEnum):
     STATE_MISMATCH = "state_mismatch"
     """Both sides know it but disagree on where it stands (we refunded, the channel did not …)."""
     TOTALS_MISMATCH = "totals_mismatch"
-    """The insurance day totals (3201) disagree and the details (3202) do not say why."""
+    """Day or batch totals disagree (3201; a POS batch's totals against its own lines) and the details
+    do not say why."""
+    POS_ONLY = "pos_only"
+    """A kiosk's bank POS took money for a sale our journal does not record as paid: refund it."""
+    BATCH_MISSING = "batch_missing"
+    """A kiosk's POS settlement batch for the day never reached the service: card payments unchecked."""
 
 
 class Severity(StrEnum):
@@ -82,8 +91,11 @@ KIND_LABELS = {
     DiscrepancyKind.REFUND_MISMATCH: "退款不一致",
     DiscrepancyKind.STATE_MISMATCH: "状态不一致",
     DiscrepancyKind.TOTALS_MISMATCH: "总账不一致",
+    DiscrepancyKind.POS_ONLY: "POS单边账",
+    DiscrepancyKind.BATCH_MISSING: "批结算未上送",
 }
-SOURCE_LABELS = {Source.CHANNEL: "支付渠道", Source.HIS: "HIS", Source.INSURANCE: "医保平台"}
+SOURCE_LABELS = {Source.CHANNEL: "支付渠道", Source.HIS: "HIS", Source.INSURANCE: "医保平台",
+                 Source.BANK_POS: "银行POS"}
 STATE_NAMES = {
     PaymentState.CREATED: "正在计算费用", PaymentState.PRESETTLED: "待支付", PaymentState.AWAITING_PAYMENT: "等待支付",
     PaymentState.PAID: "已支付待结算", PaymentState.SETTLING: "医保结算中", PaymentState.SETTLED: "医保已结算",
@@ -555,3 +567,195 @@ def totals_mismatch(day: dt.date, ours: SettlementTotals, platform: PlatformTota
         "对明细账未发现差异：请在医保平台核对当日结算清单（含其他终端、窗口的结算是否误记到本机构编码下）。",
         ours=ours.total, theirs=platform.total,
         details={"count": str(ours.count), "platform_count": str(platform.count)})
+
+
+# ================================================================================================
+# the kiosks' bank POS settlement batches
+# ================================================================================================
+POS_KIND_NAMES = {"sale": "消费", "void": "撤销", "refund": "退货"}
+
+
+class PosLine(NamedTuple):
+    """A line of a kiosk's settled POS batch (amount in fen)."""
+
+    key: str
+    """The order key the POS made it under: a sale's out_trade_no, a void's or refund's out_refund_no."""
+    kind: str
+    """sale, void or refund."""
+    amount: int
+    reference: str
+    """The bank's reference number (参考号)."""
+    device_id: str
+    terminal_id: str
+    batch_no: str
+
+
+class OurCardTrade(NamedTuple):
+    """A bank-card transaction in our journal, keyed like the POS line it should match (amount in fen)."""
+
+    order_no: str
+    device_id: str
+    kind: str
+    """sale, or the give-back asked of the POS: void or refund."""
+    state: str
+    """The order's state."""
+    done: bool
+    """The kiosk reported the POS approved it (the journal step succeeded)."""
+    amount: int
+    """A sale: what our journal records as paid (0: no payment recorded); a give-back: what was asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFigures:
+    """A settled batch's totals as the terminal printed them, with its lines (fen)."""
+
+    device_id: str
+    terminal_id: str
+    batch_no: str
+    sale_count: int
+    sale_amount: int
+    void_count: int
+    void_amount: int
+    refund_count: int
+    refund_amount: int
+    net_amount: int
+    lines: tuple[PosLine, ...]
+
+
+def _pos_details(line: PosLine, ours: OurCardTrade | None = None) -> dict[str, str]:
+    details = {"device_id": line.device_id, "terminal_id": line.terminal_id, "batch_no": line.batch_no,
+               "pos_reference": line.reference, "pos_kind": line.kind}
+    if ours is not None:
+        details["state"] = ours.state
+        if ours.kind != line.kind:
+            details["asked_kind"] = ours.kind
+    return details
+
+
+def _is_give_back(kind: str) -> bool:
+    return kind in ("void", "refund")
+
+
+def classify_pos_line(line: PosLine, ours: OurCardTrade | None) -> Discrepancy | None:
+    """One line of a POS batch against our journal's transaction under the same key (None: we have none)."""
+    theirs = yuan(line.amount)
+    kind_name = POS_KIND_NAMES.get(line.kind, line.kind)
+    if ours is not None and _is_give_back(ours.kind) != _is_give_back(line.kind):
+        ours = None  # the key names another kind of transaction of ours: not this one
+    if line.kind == "sale":
+        if ours is None:
+            return Discrepancy(
+                Source.BANK_POS, DiscrepancyKind.POS_ONLY, Severity.CRITICAL, line.key,
+                f"自助机 {line.device_id} 的银行POS收款 {theirs} 元（参考号 {line.reference}），本系统没有这笔订单。",
+                "在该机POS或收单银行商户平台按参考号核实后，对患者做退货（原路退回银行卡）；并查明来源（测试交易、人工刷卡等）。",
+                theirs=theirs, details=_pos_details(line))
+        if ours.amount == 0:
+            if ours.state in IN_PROGRESS:
+                return Discrepancy(
+                    Source.BANK_POS, DiscrepancyKind.STATE_MISMATCH, Severity.WARNING, line.key,
+                    f"银行POS已收款 {theirs} 元，本系统订单仍为“{state_name(ours.state)}”，尚未收到自助机的交易结果。",
+                    "自助机会重发交易结果并继续办理（完成缴费或退款）；次日对账仍存在时，请信息中心检查该机的设备代理。",
+                    order_no=ours.order_no, ours=ZERO, theirs=theirs, details=_pos_details(line, ours))
+            return Discrepancy(
+                Source.BANK_POS, DiscrepancyKind.POS_ONLY, Severity.CRITICAL, line.key,
+                f"银行POS收款 {theirs} 元，本系统订单为“{state_name(ours.state)}”，未记录收款。",
+                "患者已刷卡但缴费未完成：在该机POS按参考号做退货（原路退回银行卡），并告知患者重新缴费；核实HIS未登记该笔缴费。",
+                order_no=ours.order_no, ours=ZERO, theirs=theirs, details=_pos_details(line, ours))
+        if ours.amount != line.amount:
+            return Discrepancy(
+                Source.BANK_POS, DiscrepancyKind.AMOUNT_MISMATCH, Severity.CRITICAL, line.key,
+                f"金额不一致：本系统记录银行卡实收 {yuan(ours.amount)} 元，银行POS为 {theirs} 元。",
+                "以POS结算为准核对：POS多收的差额在POS做部分退货退还患者；POS少收的，核实本系统记录后联系信息中心更正，"
+                "不得向患者重复收款。",
+                order_no=ours.order_no, ours=yuan(ours.amount), theirs=theirs, details=_pos_details(line, ours))
+        return None
+    if ours is None:
+        return Discrepancy(
+            Source.BANK_POS, DiscrepancyKind.REFUND_MISMATCH, Severity.CRITICAL, line.key,
+            f"自助机 {line.device_id} 的银行POS有一笔{kind_name} {theirs} 元（参考号 {line.reference}），本系统没有这笔退款。",
+            "核实是否为在POS上人工做的撤销或退货；如是，在HIS撤销对应缴费并登记退费原因；如不是，立即联系收单银行排查。",
+            theirs=theirs, details=_pos_details(line))
+    if ours.amount != line.amount:
+        return Discrepancy(
+            Source.BANK_POS, DiscrepancyKind.REFUND_MISMATCH, Severity.CRITICAL, line.key,
+            f"退款金额不一致：本系统要求退还 {yuan(ours.amount)} 元，银行POS{kind_name} {theirs} 元。",
+            "按POS的结算记录核对：少退的差额在POS补做退货退给患者，多退的联系患者并上报财务科。",
+            order_no=ours.order_no, ours=yuan(ours.amount), theirs=theirs, details=_pos_details(line, ours))
+    if not ours.done:
+        return Discrepancy(
+            Source.BANK_POS, DiscrepancyKind.STATE_MISMATCH, Severity.WARNING, line.key,
+            f"银行POS已{kind_name} {theirs} 元，本系统订单仍为“{state_name(ours.state)}”，尚未收到自助机的结果。",
+            "自助机会重发结果并更新订单；次日对账仍存在时，请信息中心检查该机的设备代理。",
+            order_no=ours.order_no, ours=yuan(ours.amount), theirs=theirs, details=_pos_details(line, ours))
+    return None
+
+
+def missing_pos_line(key: str, ours: OurCardTrade) -> Discrepancy:
+    """A card transaction our journal says the POS made; the kiosk's batch for the day does not list it."""
+    details = {"device_id": ours.device_id, "state": ours.state, "kind": ours.kind}
+    if ours.kind == "sale":
+        return Discrepancy(
+            Source.BANK_POS, DiscrepancyKind.OURS_ONLY, Severity.CRITICAL, key,
+            f"本系统记录银行卡已收款 {yuan(ours.amount)} 元（订单“{state_name(ours.state)}”），"
+            f"自助机 {ours.device_id} 的POS批结算没有这笔交易。",
+            "在该机POS或收单银行商户平台按订单的参考号查询：确已扣款的，联系收单银行补入结算；确未扣款的，不得退款，"
+            "请信息中心核查本系统记录，并核实HIS是否已登记该笔缴费。",
+            order_no=ours.order_no, ours=yuan(ours.amount), details=details)
+    return Discrepancy(
+        Source.BANK_POS, DiscrepancyKind.STATE_MISMATCH, Severity.CRITICAL, key,
+        f"本系统记录已在POS{POS_KIND_NAMES.get(ours.kind, ours.kind)} {yuan(ours.amount)} 元，"
+        f"自助机 {ours.device_id} 的POS批结算没有这笔交易，患者可能没有收到退款。",
+        "在该机POS按原交易参考号查询：未退的，在POS做退货退给患者并登记；已退的，联系收单银行核对结算明细。",
+        order_no=ours.order_no, ours=yuan(ours.amount), details=details)
+
+
+def match_pos_lines(lines: Iterable[PosLine], ours: Mapping[str, OurCardTrade],
+                    expected: Iterable[str]) -> tuple[list[Discrepancy], int]:
+    """POS batch lines against our card transactions; ``expected`` are the keys of ours the batches must
+    list (done, in the batches' period). Returns (discrepancies, lines matched without one)."""
+    found: list[Discrepancy] = []
+    seen: set[str] = set()
+    clean = 0
+    for line in lines:
+        seen.add(line.key)
+        discrepancy = classify_pos_line(line, ours.get(line.key))
+        if discrepancy is None:
+            clean += 1
+        else:
+            found.append(discrepancy)
+    found += [missing_pos_line(key, ours[key]) for key in expected if key not in seen]
+    return found, clean
+
+
+def batch_totals_mismatch(batch: BatchFigures) -> Discrepancy | None:
+    """The terminal's own totals against the sum of its lines (a slip that does not add up)."""
+    summed = {kind: [line.amount for line in batch.lines if line.kind == kind] for kind in POS_KIND_NAMES}
+    printed = {"sale": (batch.sale_count, batch.sale_amount), "void": (batch.void_count, batch.void_amount),
+               "refund": (batch.refund_count, batch.refund_amount)}
+    differing = [kind for kind in POS_KIND_NAMES if printed[kind] != (len(summed[kind]), sum(summed[kind]))]
+    net = sum(summed["sale"]) - sum(summed["void"]) - sum(summed["refund"])
+    if not differing and net == batch.net_amount:
+        return None
+    shown = "；".join(f"{POS_KIND_NAMES[kind]}：汇总 {printed[kind][0]} 笔 {yuan(printed[kind][1])} 元，"
+                     f"明细 {len(summed[kind])} 笔 {yuan(sum(summed[kind]))} 元" for kind in differing)
+    return Discrepancy(
+        Source.BANK_POS, DiscrepancyKind.TOTALS_MISMATCH, Severity.WARNING, f"{batch.device_id}/{batch.batch_no}",
+        f"自助机 {batch.device_id} 的POS批结算（批次号 {batch.batch_no}）汇总与明细不符：{shown or '净额不符'}。",
+        "在该机POS打印结算单与收单银行的结算记录核对；以银行入账为准，并请信息中心检查该机POS驱动。",
+        ours=yuan(net), theirs=yuan(batch.net_amount),
+        details={"device_id": batch.device_id, "terminal_id": batch.terminal_id, "batch_no": batch.batch_no})
+
+
+def missing_batch(device_id: str, day: dt.date, count: int, amount: int) -> Discrepancy:
+    """A kiosk whose POS batch for the day never arrived; ``count``/``amount`` are our card transactions there."""
+    if count:
+        message = (f"自助机 {device_id} 没有上送 {day} 的银行POS批结算，本系统当天在该机有 {count} 笔银行卡交易"
+                   f"（收款 {yuan(amount)} 元），无法逐笔核对。")
+    else:
+        message = f"自助机 {device_id} 没有上送 {day} 的银行POS批结算（此前每天都有）。"
+    return Discrepancy(
+        Source.BANK_POS, DiscrepancyKind.BATCH_MISSING, Severity.CRITICAL if count else Severity.WARNING, device_id,
+        message,
+        "检查该机是否在线、设备代理是否运行（代理会在下一轮补做结算并上送）；当天仍未收到的，在POS打印结算单或向收单银行"
+        "索取该终端的结算明细，人工核对后重新对账。",
+        ours=yuan(amount) if count else None, details={"device_id": device_id, "transactions": str(count)})

@@ -1,10 +1,16 @@
-"""Daily reconciliation (对账): run a business day against the channel's statement, HIS and insurance.
+"""Daily reconciliation (对账): run a business day against the channel's statement, HIS, insurance
+and the kiosks' bank POS settlement batches.
 
 The day is the hospital's (``settings.timezone``, Asia/Shanghai). Our side is read with narrow
 SELECTs (no ORM objects; a server-side cursor on PostgreSQL) into the domain's compact indexes;
 the statement is streamed from the channel into a temporary file and read back one line at a
 time, so memory holds our index and never the statement. What the domain finds is stored with
 the run, and each discrepancy is also an event the operations platform can alert on.
+
+Card payments are not on the channel's statement: each kiosk's agent settles its bank POS once a
+day and reports the batch (:meth:`ReconciliationService.record_pos_batch`, stored once however
+often it is sent); the run compares, kiosk by kiosk, the lines of the batches closed on the day
+with our card transactions of the period those batches cover.
 """
 
 from __future__ import annotations
@@ -30,22 +36,28 @@ from medkiosk.domain.payment import PaymentState, step_key
 from medkiosk.domain.reconciliation import (
     KIND_LABELS,
     SOURCE_LABELS,
+    BatchFigures,
     Certainty,
     ChannelMatcher,
     Discrepancy,
     DiscrepancyKind,
+    OurCardTrade,
     OurPosting,
     OurRefund,
     OurTrade,
+    PosLine,
     SettlementTotals,
     Severity,
     Source,
     classify_posting,
     classify_refund,
     classify_settlement,
+    batch_totals_mismatch,
     classify_trade,
     fen,
+    match_pos_lines,
     match_postings,
+    missing_batch,
     missing_postings,
     missing_refund,
     missing_trade,
@@ -57,6 +69,7 @@ from medkiosk.services import audit
 from medkiosk.services.clock import Clock, as_utc
 from medkiosk.services.events import record_event
 from medkiosk.store.models import PaymentOrder, PaymentStep
+from medkiosk.store.models_pos import PosSettlementBatch
 from medkiosk.store.models_reconciliation import ReconciliationDiscrepancy, ReconciliationRun
 from medkiosk.store.uow import UnitOfWork
 
@@ -75,6 +88,47 @@ MARGIN = timedelta(minutes=5)
 BATCH = 500
 YIELD_PER = 50_000
 POSTED_STATES = (PaymentState.COMPLETED.value, PaymentState.POSTING.value)
+POS_STEPS = ("pos.sale", "pos.void", "pos.refund")
+POS_EXPECTED_DAYS = 7
+"""A kiosk that reported a POS batch within this many days before the day is expected to report one for it."""
+POS_NEIGHBOUR_DAYS = 2
+"""A transaction listed in a neighbouring day's batch of the same kiosk is not missing from this day's."""
+POS_GIVE_BACK_DAYS = 2
+"""How long before the day a void or refund may have been asked of a kiosk that was offline."""
+
+
+@dataclass(frozen=True)
+class PosBatchLineReport:
+    """One line of a settled POS batch as the agent reports it."""
+
+    reference: str
+    kind: str
+    amount: Decimal
+    key: str
+    original_reference: str | None
+    approved_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference": self.reference, "kind": self.kind, "amount": f"{self.amount:.2f}", "key": self.key,
+                "original_reference": self.original_reference, "approved_at": self.approved_at.astimezone(dt.timezone.utc).isoformat()}
+
+
+@dataclass(frozen=True)
+class PosBatchReport:
+    """A settled POS batch (批结算) as the agent reports it: the terminal's totals and its lines."""
+
+    terminal_id: str
+    batch_no: str
+    settled_at: datetime
+    business_date: dt.date | None
+    sale_count: int
+    sale_amount: Decimal
+    void_count: int
+    void_amount: Decimal
+    refund_count: int
+    refund_amount: Decimal
+    net_amount: Decimal
+    lines: tuple[PosBatchLineReport, ...]
 
 
 class ReconciliationFailed(Exception):
@@ -88,6 +142,10 @@ class ReconciliationFailed(Exception):
 
 class ReconciliationError(ValueError):
     """A staff request refused; the message is Chinese and shown as is."""
+
+
+class PosBatchConflict(ReconciliationError):
+    """A kiosk reported a batch already stored (same terminal, number and time) with other contents."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +278,7 @@ class ReconciliationService:
             found = self._channel_side(day, figures)
             found += self._his_side(day, figures) if self._his is not None else []
             found += self._insurance_side(day, figures) if self._insurance is not None else []
+            found += self._pos_side(day, figures)
             if self._his is None:
                 figures["his"] = {"skipped": True}
             if self._insurance is None:
@@ -471,6 +530,131 @@ class ReconciliationService:
         return [classify_settlement(difference, by_setl_id.get(difference.setl_id))
                 for difference in details.differences]
 
+    # -- the kiosks' bank POS ------------------------------------------------------------------------
+    def record_pos_batch(self, device_id: str, report: PosBatchReport) -> dict[str, Any]:
+        """Store a settled batch a kiosk's agent reports; the same batch reported again is stored once
+        and answered as the first time. Raises :class:`PosBatchConflict` for the same batch with other
+        contents."""
+        settled_at = report.settled_at.astimezone(dt.timezone.utc)  # stored as UTC: SQLite keeps no offset
+        day = report.business_date or settled_at.astimezone(self._tz).date()
+        lines = [line.to_json() for line in report.lines]
+        row = PosSettlementBatch(
+            device_id=device_id, terminal_id=report.terminal_id, batch_no=report.batch_no, settled_at=settled_at,
+            business_date=day, sale_count=report.sale_count, sale_amount=report.sale_amount,
+            void_count=report.void_count, void_amount=report.void_amount, refund_count=report.refund_count,
+            refund_amount=report.refund_amount, net_amount=report.net_amount, lines=lines,
+            received_at=self._clock.now())
+        with self._uow() as uow:
+            uow.session.add(row)
+            try:
+                uow.commit()
+                log.info("pos_batch.stored", device_id=device_id, batch_no=report.batch_no, day=day.isoformat(),
+                         lines=len(lines))
+                return _batch_json(row, stored=True)
+            except IntegrityError:
+                uow.session.rollback()
+        b = PosSettlementBatch
+        with self._uow() as uow:
+            first = uow.session.scalars(select(b).where(
+                b.device_id == device_id, b.terminal_id == report.terminal_id, b.batch_no == report.batch_no,
+                b.settled_at == settled_at)).one()
+            same = (first.business_date == day and first.lines == lines and
+                    [first.sale_count, first.sale_amount, first.void_count, first.void_amount, first.refund_count,
+                     first.refund_amount, first.net_amount] ==
+                    [report.sale_count, report.sale_amount, report.void_count, report.void_amount,
+                     report.refund_count, report.refund_amount, report.net_amount])
+            if not same:
+                log.error("pos_batch.conflict", device_id=device_id, batch_no=report.batch_no)
+                raise PosBatchConflict(f"批次 {report.batch_no} 已上送过，内容不同")
+            return _batch_json(first, stored=False)
+
+    def _pos_side(self, day: dt.date, figures: dict[str, Any]) -> list[Discrepancy]:
+        """Each kiosk's POS batches closed on ``day`` against our card transactions of the period they cover.
+
+        A batch covers what the terminal did since its previous settlement: the kiosk's latest batch
+        before the day (or the day's start) to the day's last settlement. A line is matched by the
+        key the sale or give-back was made under, whenever our journal has it.
+        """
+        start, end = self.bounds(day)
+        b = PosSettlementBatch
+        with self._uow() as uow:
+            batches = list(uow.session.scalars(select(b).where(b.business_date == day).order_by(b.settled_at)))
+            previous = dict(uow.session.execute(select(b.device_id, func.max(b.settled_at)).where(
+                b.business_date < day, b.business_date >= day - timedelta(days=POS_EXPECTED_DAYS)).group_by(
+                b.device_id)).all())
+            neighbours = uow.session.execute(select(b.device_id, b.lines).where(
+                b.business_date != day, b.business_date >= day - timedelta(days=POS_NEIGHBOUR_DAYS),
+                b.business_date <= day + timedelta(days=POS_NEIGHBOUR_DAYS))).all()
+        periods: dict[str, tuple[datetime, datetime]] = {}
+        for batch in batches:
+            since = as_utc(previous[batch.device_id]) if batch.device_id in previous else start
+            periods[batch.device_id] = (since, as_utc(batch.settled_at))  # ordered: the last one wins
+        elsewhere = {(device_id, line["key"]) for device_id, lines in neighbours for line in lines or []}
+        lower = min([start, *(since for since, _ in periods.values())]) - self._window - \
+            timedelta(days=POS_GIVE_BACK_DAYS)
+        upper = max([end, *(until for _, until in periods.values())]) + self._window
+        ours, at = self._our_card_trades(lower, upper)
+        lines = [_pos_line(batch.device_id, batch.terminal_id, batch.batch_no, line)
+                 for batch in batches for line in batch.lines or []]
+        unknown = sorted({line.key for line in lines} - ours.keys())
+        if unknown:
+            more, more_at = self._card_trades_by_key(unknown)
+            ours.update(more)
+            at.update(more_at)
+
+        expected = [key for key, trade in ours.items()
+                    if trade.device_id in periods and trade.done and (trade.kind != "sale" or trade.amount)
+                    and periods[trade.device_id][0] < at[key] <= periods[trade.device_id][1]
+                    and (trade.device_id, key) not in elsewhere]
+        found, clean = match_pos_lines(lines, ours, expected)
+        for batch in batches:
+            mismatch = batch_totals_mismatch(_batch_figures(batch))
+            if mismatch is not None:
+                found.append(mismatch)
+
+        in_day: dict[str, list[OurCardTrade]] = {}
+        for key, trade in ours.items():
+            if trade.done and start <= at[key] < end:
+                in_day.setdefault(trade.device_id, []).append(trade)
+        missing = sorted((set(in_day) | set(previous)) - set(periods))
+        for device_id in missing:
+            trades = in_day.get(device_id, [])
+            found.append(missing_batch(device_id, day, len(trades), sum(t.amount for t in trades if t.kind == "sale")))
+
+        def total(name: str) -> str:
+            return str(sum((getattr(batch, name) for batch in batches), ZERO))
+
+        figures["bank_pos"] = {
+            "kiosks": len(periods), "batches": len(batches), "lines": len(lines),
+            "sales": sum(batch.sale_count for batch in batches), "sale_amount": total("sale_amount"),
+            "voids": sum(batch.void_count for batch in batches), "void_amount": total("void_amount"),
+            "pos_refunds": sum(batch.refund_count for batch in batches), "pos_refund_amount": total("refund_amount"),
+            "net_amount": total("net_amount"), "our_card_transactions": len(expected), "matched_lines": clean,
+            "missing_batches": len(missing), "discrepancies": len(found)}
+        return found
+
+    def _card_query(self):
+        s, o = PaymentStep.__table__.c, PaymentOrder.__table__.c
+        return select(s.key, s.step, s.status, s.detail, s.finished_at, o.order_no, o.device_id, o.state,
+                      type_coerce(o.paid_amount, BigInteger)).join_from(
+            PaymentStep.__table__, PaymentOrder.__table__, s.order_no == o.order_no).where(
+            s.step.in_(POS_STEPS), o.pay_method == "bank_card")
+
+    def _our_card_trades(self, lower: datetime, upper: datetime) -> tuple[dict[str, OurCardTrade], dict[str, datetime]]:
+        """Card sales and give-backs begun in ``[lower, upper)``, by key, and when the POS made each."""
+        s = PaymentStep.__table__.c
+        with self._uow() as uow:
+            rows = uow.session.execute(self._card_query().where(s.started_at >= lower, s.started_at < upper)).all()
+        return _card_trades(rows)
+
+    def _card_trades_by_key(self, keys: Sequence[str]) -> tuple[dict[str, OurCardTrade], dict[str, datetime]]:
+        s = PaymentStep.__table__.c
+        rows = []
+        with self._uow() as uow:
+            for chunk in _chunks(keys):
+                rows += uow.session.execute(self._card_query().where(s.key.in_(chunk))).all()
+        return _card_trades(rows)
+
     # -- storing ------------------------------------------------------------------------------------
     def _fill_order_numbers(self, found: list[Discrepancy]) -> None:
         """Channel discrepancies are found by out_trade_no; staff look orders up by order_no."""
@@ -626,6 +810,45 @@ def _run_view(run: ReconciliationRun, open_count: int) -> RunView:
     return RunView(run.id, run.business_date, run.status, run.triggered_by, as_utc(run.started_at),
                    as_utc(run.finished_at) if run.finished_at else None, run.error or "", dict(run.figures or {}),
                    run.discrepancy_count, open_count)
+
+
+def _batch_json(row: PosSettlementBatch, *, stored: bool) -> dict[str, Any]:
+    return {"batch_id": row.id, "stored": stored, "business_date": row.business_date.isoformat(),
+            "batch_no": row.batch_no, "terminal_id": row.terminal_id, "lines": len(row.lines or []),
+            "net_amount": f"{row.net_amount:.2f}"}
+
+
+def _pos_line(device_id: str, terminal_id: str, batch_no: str, line: dict[str, Any]) -> PosLine:
+    return PosLine(line["key"], line["kind"], fen(Decimal(line["amount"])), line.get("reference") or "", device_id,
+                   terminal_id, batch_no)
+
+
+def _batch_figures(row: PosSettlementBatch) -> BatchFigures:
+    return BatchFigures(row.device_id, row.terminal_id, row.batch_no, row.sale_count, fen(row.sale_amount),
+                        row.void_count, fen(row.void_amount), row.refund_count, fen(row.refund_amount),
+                        fen(row.net_amount),
+                        tuple(_pos_line(row.device_id, row.terminal_id, row.batch_no, line) for line in row.lines or []))
+
+
+_FAR_FUTURE = datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def _card_trades(rows) -> tuple[dict[str, OurCardTrade], dict[str, datetime]]:
+    """Journal rows of card steps as the domain's index, and when the POS made each (its own time for a
+    sale, as the agent reported it; when the report came for a give-back; never, if it did not)."""
+    trades: dict[str, OurCardTrade] = {}
+    made_at: dict[str, datetime] = {}
+    for row in rows:
+        detail = row.detail or {}
+        sale = row.step == "pos.sale"
+        kind = "sale" if sale else str(detail.get("kind") or row.step.removeprefix("pos."))
+        amount = (row[8] or 0) if sale else fen(Decimal(str(detail.get("amount", "0"))))
+        trades[row.key] = OurCardTrade(row.order_no, row.device_id, kind, row.state, row.status == "succeeded",
+                                       amount)
+        approved = detail.get("approved_at") if sale else None
+        moment = datetime.fromisoformat(approved) if approved else row.finished_at
+        made_at[row.key] = as_utc(moment) if moment is not None else _FAR_FUTURE
+    return trades, made_at
 
 
 def _posting_key(order_no: str) -> str:

@@ -6,6 +6,7 @@ from medkiosk.store.db import make_engine
 from medkiosk.store import (  # noqa: F401  (each module registers its tables on Base.metadata)
     models_exams,
     models_operations,
+    models_pos,
     models_queues,
     models_reconciliation,
     models_releases,
