@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
-from medkiosk.api.deps import authenticated_device, container
+from medkiosk.api.deps import Device, Services
 from medkiosk.api.refusals import refusal_guard
-from medkiosk.bootstrap import Container
-from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.exams import ExamRefused, exams_of
 from medkiosk.services.queues import QueueRefused
 
 router = APIRouter(prefix="/api/kiosk/checkin", tags=["kiosk check-in"])
 
-Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
-Services = Annotated[Container, Depends(container)]
 
 
 class CheckIn(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from medkiosk.bootstrap import Container
@@ -32,3 +34,9 @@ async def authenticated_device(request: Request) -> AuthenticatedDevice:
                                        signed_path(request), body, client=client)
     except DeviceAuthError as exc:
         raise HTTPException(401, {"message": "设备认证失败", "reason": exc.reason}) from exc
+
+
+Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
+"""An endpoint's parameter for the signed device behind the request."""
+Services = Annotated[Container, Depends(container)]
+"""An endpoint's parameter for the service's container."""

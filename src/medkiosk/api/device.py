@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import asyncio
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from medkiosk.api.deps import authenticated_device, container, signed_path
-from medkiosk.bootstrap import Container
-from medkiosk.services.devices import AuthenticatedDevice, DeviceAuthError
+from medkiosk.api.deps import Device, Services, signed_path
+from medkiosk.services.devices import DeviceAuthError
 from medkiosk.services.identify import MediumRead
 from medkiosk.services.monitoring import SignedBeat
 from medkiosk.services.operations import operations_of
 
 router = APIRouter(prefix="/api/device", tags=["device"])
 
-Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
-Services = Annotated[Container, Depends(container)]
 
 
 class FirstVisit(BaseModel):

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from medkiosk.api.deps import authenticated_device, container
+from medkiosk.api.deps import Device, Services
 from medkiosk.api.refusals import refusal_guard
-from medkiosk.bootstrap import Container
-from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.documents import DocumentRefused, documents_of
 
 router = APIRouter(prefix="/api/kiosk/documents", tags=["kiosk documents"])
 
-Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
-Services = Annotated[Container, Depends(container)]
 DocNo = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
 
 

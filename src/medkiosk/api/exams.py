@@ -5,19 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from medkiosk.api.deps import authenticated_device, container
+from medkiosk.api.deps import Device, Services
 from medkiosk.api.refusals import refusal_guard
-from medkiosk.bootstrap import Container
-from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.exams import ExamRefused, exams_of
 
 router = APIRouter(prefix="/api/kiosk/exams", tags=["kiosk exams"])
 
-Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
-Services = Annotated[Container, Depends(container)]
 OrderNo = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from medkiosk.api.deps import authenticated_device, container
-from medkiosk.bootstrap import Container
+from medkiosk.api.deps import Device, Services
 from medkiosk.domain.session import SessionEnd
 from medkiosk.logging import get_logger
 from medkiosk.services.catalog import tiles_for
-from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.events import record_event
 from medkiosk.services.sessions import NoSession
 from medkiosk.settings import TerminalType
@@ -20,8 +18,6 @@ from medkiosk.settings import TerminalType
 log = get_logger(__name__)
 router = APIRouter(prefix="/api/kiosk", tags=["kiosk"])
 
-Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
-Services = Annotated[Container, Depends(container)]
 
 TERMINAL_LABELS = {TerminalType.OUTPATIENT: "门诊自助机", TerminalType.WARD: "住院病区终端"}
 

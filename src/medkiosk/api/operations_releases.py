@@ -16,19 +16,16 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from medkiosk.api.deps import authenticated_device, container
+from medkiosk.api.deps import Device, Services
 from medkiosk.api.staff import HOSPITAL_TIME, Forbidden, _PageRoute, _render, current_staff
 from medkiosk.bootstrap import Container
 from medkiosk.domain.releases import AgentReleaseStatus, GateThresholds
 from medkiosk.security.release_signing import VERSION_RE
-from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.logs import LEVELS, LogQuery, LogService
 from medkiosk.services.major_events import MajorEventError, MajorEventService
 from medkiosk.services.releases import ReleaseError, ReleaseService
 from medkiosk.services.staff import Permission, StaffPrincipal, StaffService
 
-Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
-Services = Annotated[Container, Depends(container)]
 RolloutId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 VersionPath = Annotated[str, Path(max_length=40, pattern=VERSION_RE.pattern)]
 

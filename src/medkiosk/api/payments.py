@@ -5,22 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from medkiosk.api.deps import authenticated_device, container
-from medkiosk.bootstrap import Container
+from medkiosk.api.deps import Device, Services
 from medkiosk.domain.payment import PaymentMode, PayMethod, PaymentState
-from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.services.payments import PaymentRefused, PosReport
 from medkiosk.services.receipts import payment_receipt
 from medkiosk.services.sessions import NoSession
 
 router = APIRouter(prefix="/api/kiosk/payments", tags=["kiosk payments"])
 pos_router = APIRouter(prefix="/api/device/pos", tags=["device"])
-
-Device = Annotated[AuthenticatedDevice, Depends(authenticated_device)]
-Services = Annotated[Container, Depends(container)]
 
 ORDER_NO = r"^PO[0-9A-F]{18,30}$"
 
