@@ -36,7 +36,7 @@ from medkiosk.agent.drivers.base import Drivers
 from medkiosk.domain.releases import AgentReleaseStatus
 from medkiosk.logging import get_logger
 from medkiosk.security.release_signing import (BUILTIN, MANIFEST, VERSION_RE, Manifest, ReleaseRefused,
-                                               ReleaseSignature, check_unpacked, read_manifest, unpack,
+                                               ReleaseSignature, check_unpacked, unpack,
                                                verify_artifact)
 
 log = get_logger("medkiosk.agent.updater")

@@ -16,7 +16,6 @@ from medkiosk.services.clock import Clock
 from medkiosk.services.events import record_event
 from medkiosk.settings import TerminalType
 from medkiosk.store.models import Device, DeviceNonce, DeviceState
-from medkiosk.store.uow import UnitOfWork
 
 log = get_logger(__name__)
 

@@ -22,7 +22,7 @@ from medkiosk.adapters.his.port import HisPatient, HisPort, NewPatient
 from medkiosk.adapters.insurance.port import Certificate, InsurancePort, InsuredPerson
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
 from medkiosk.domain.masking import mask_name
-from medkiosk.domain.regions import PatientCategory, classify
+from medkiosk.domain.regions import classify
 from medkiosk.logging import get_logger
 from medkiosk.security.crypto import DecryptionError, FieldCipher
 from medkiosk.services.clock import Clock
