@@ -324,7 +324,8 @@ def test_no_path_trick_takes_the_page_to_the_device_api(agent, service):
     # Only the agent's own device calls (its readers, heartbeat and bank-POS round), never the page's.
     assert all("device" not in c["path"] or c["path"] in ("/api/device/identify", "/api/device/heartbeat",
                                                            "/api/device/identify/phone", "/api/device/pos/tasks",
-                                                           "/api/device/pos/reports") for c in service.calls)
+                                                           "/api/device/pos/reports", "/api/device/pos/batches")
+               for c in service.calls)
     assert not [c for c in service.calls if c["json"] and c["json"].get("id_number") == "110101199003071234"]
 
 
