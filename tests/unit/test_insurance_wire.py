@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -115,6 +116,42 @@ def test_the_msgid_sequence_wraps_after_9999():
     sequence = MsgidSequence(start=9998)
 
     assert [sequence.next() for _ in range(3)] == [9998, 9999, 0]
+
+
+def test_after_a_conflict_the_msgid_sequence_goes_on_from_a_fresh_random_point():
+    sequence = MsgidSequence(start=100, rng=random.Random(5))
+    landing = random.Random(5).randrange(10_000)
+
+    assert [sequence.next() for _ in range(2)] == [100, 101]
+    sequence.jump()
+    assert [sequence.next() for _ in range(2)] == [landing, (landing + 1) % 10_000]
+
+
+def test_two_sequences_running_through_the_same_numbers_part_after_one_conflict():
+    # Two service processes journal their msgids under one unique key: the second to take a number
+    # is refused and, jumping away, stops colliding with the other — rather than stepping on into
+    # the numbers the other is about to take.
+    journal: set[int] = set()
+    sequences = [MsgidSequence(start=500, rng=random.Random(n)) for n in (1, 2)]
+    conflicts = 0
+    for _ in range(100):
+        for sequence in sequences:
+            number = sequence.next()
+            while number in journal:
+                conflicts += 1
+                sequence.jump()
+                number = sequence.next()
+            journal.add(number)
+
+    assert conflicts == 1
+
+
+def test_the_adapter_jumps_its_sequence_when_told_its_last_msgid_was_taken():
+    adapter = _adapter(lambda request: httpx.Response(500), msgid_sequence=MsgidSequence(start=7, rng=random.Random(3)))
+
+    first, after = adapter.new_msgid(), adapter.new_msgid(after_conflict=True)
+
+    assert first.endswith("0007") and after.endswith(f"{random.Random(3).randrange(10_000):04d}")
 
 
 def test_msgids_from_many_threads_in_the_same_second_are_unique():

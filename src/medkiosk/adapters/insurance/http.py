@@ -129,8 +129,15 @@ class InsuranceHttpAdapter:
         return f"InsuranceHttpAdapter({str(self._http.base_url)!r}, hospital_code={self.hospital_code!r})"
 
     # -- message ids ------------------------------------------------------------------------
-    def new_msgid(self) -> str:
-        """A fresh msgid from this adapter's sequence (callers that persist msgids make their own)."""
+    def new_msgid(self, *, after_conflict: bool = False) -> str:
+        """A fresh msgid from this adapter's sequence.
+
+        ``after_conflict``: the caller found the last one already journalled by another service
+        process, whose sequence is running through the same numbers — go on from a fresh random
+        point rather than draw the numbers it is about to draw.
+        """
+        if after_conflict:
+            self._sequence.jump()
         return wire.new_msgid(self.hospital_code, self._clock(), self._sequence.next())
 
     def _given(self, msgid: str) -> str:

@@ -9,7 +9,6 @@ Replies are parsed tolerantly where real platforms differ (``infcode`` as number
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import threading
@@ -47,17 +46,26 @@ class MsgidSequence:
     A msgid is unique as long as one process sends fewer than 10,000 messages a second. The
     counter starts at a random point so two service copies started together are unlikely to
     collide; where msgids must be unique across copies (payments persist them before sending),
-    the caller allocates them from the store and passes them explicitly.
+    the caller journals them under a unique key and, when another copy already holds one,
+    calls :meth:`jump`: two copies whose counters run close together would otherwise collide
+    draw after draw, each stepping through the numbers the other is stepping through.
     """
 
-    def __init__(self, start: int | None = None) -> None:
-        first = random.SystemRandom().randrange(10_000) if start is None else start
-        self._counter = itertools.count(first)
+    def __init__(self, start: int | None = None, *, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.SystemRandom()
+        self._next = self._rng.randrange(10_000) if start is None else start
         self._lock = threading.Lock()
 
     def next(self) -> int:
         with self._lock:
-            return next(self._counter) % 10_000
+            value = self._next % 10_000
+            self._next = value + 1
+            return value
+
+    def jump(self) -> None:
+        """Go on from a fresh random point, away from the numbers another copy is drawing now."""
+        with self._lock:
+            self._next = self._rng.randrange(10_000)
 
 
 # -- envelopes ----------------------------------------------------------------------------------
