@@ -39,6 +39,8 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from medkiosk.adapters.insurance import InsuranceHttpAdapter
+from medkiosk.adapters.insurance.wire import CHINA_TZ, MsgidSequence, new_msgid
 from medkiosk.api.app import create_app
 from medkiosk.bootstrap import build_container
 from medkiosk.serving import start_in_thread
@@ -46,7 +48,7 @@ from medkiosk.services.clock import FrozenClock
 from medkiosk.settings import Settings, TerminalType
 from medkiosk.simulators import registry
 from medkiosk.store.migrate import upgrade
-from medkiosk.store.models import PaymentOrder
+from medkiosk.store.models import PaymentOrder, PaymentStep
 
 from chaos_ledger import TERMINAL, Ledger
 from chaos_rig import (
@@ -496,3 +498,38 @@ def test_the_page_polling_while_the_patient_taps_cancel_gets_no_server_error(sce
     poll.join()
     assert {k: r.status_code for k, r in replies.items()} == {"poll": 200, "cancel": 200}, \
         {k: r.text[:120] for k, r in replies.items()}
+
+
+def test_msgids_another_service_process_took_this_second_are_jumped_over_not_stepped_through(scene):
+    # Two service processes' msgid counters ran through the same numbers in the same seconds: each
+    # conflict stepped on to the next number, which the other had just taken too (14 in a row for
+    # one order in a run; 5 once ended the request in a 500).
+    second = datetime.now(CHINA_TZ).replace(microsecond=0)
+    start = 4200
+    _, other = scene.start("self_pay", "self_pay")  # the other process's journal: 60 msgids this second
+    with scene.container.uow() as uow:
+        uow.session.add_all(PaymentStep(order_no=other["order_no"], step="2204", key=new_msgid(
+            scene.container.settings.hospital_code, second, start + n), status="succeeded", detail={},
+            started_at=datetime.now(timezone.utc)) for n in range(60))
+        uow.commit()
+    settings = scene.container.settings
+    assert not start <= random.Random(1).randrange(10_000) < start + 64  # where the jump lands
+    twin = build_container(settings, insurance=InsuranceHttpAdapter(
+        settings.insurance_url, hospital_code=settings.hospital_code, hospital_name=settings.hospital_name,
+        hospital_admdvs=settings.hospital_admdvs, device_no="medkiosk-service", timeout=1,
+        clock=lambda: second, msgid_sequence=MsgidSequence(start, rng=random.Random(1))))
+    service = start_in_thread(create_app(container=twin), name="twin-service")
+    try:
+        kiosk = Kiosk(service.url, "K002", twin.devices.enroll("K002", TerminalType.OUTPATIENT))
+        kiosk.insert_insurance_card("local_employee")
+        visit = kiosk.get("/api/kiosk/payments/bills")["visits"][0]
+        reply = kiosk.request("POST", "/api/kiosk/payments", {"visit_no": visit["visit_no"], "mode": "insurance"})
+        assert reply.status_code == 200, reply.text[:300]
+        assert reply.json()["state"] in ("presettled", "completed"), reply.json()["message"]
+        with twin.uow() as uow:
+            sent = list(uow.session.scalars(select(PaymentStep.key).where(
+                PaymentStep.order_no == reply.json()["order_no"], PaymentStep.step.in_(["2201", "2204", "2206"]))))
+        assert len(sent) == 3 and not {int(m[-4:]) for m in sent} & set(range(start, start + 60)), sent
+    finally:
+        service.stop()
+        twin.close()

@@ -74,6 +74,8 @@ BILLS_FRESH_SECONDS = 120.0
 """How long the bills a session was shown stand in for a HIS read before pre-settlement."""
 CANCEL_WAIT_SECONDS = 5.0
 """How long a patient's cancel waits for another request driving the order (a poll) to let go."""
+MSGID_DRAWS = 10
+"""Draws of a msgid another process already journalled before giving up: after the first, each lands at random."""
 UNWOUND_STATES = frozenset({PaymentState.FAILED, PaymentState.CLOSED, PaymentState.REFUNDED})
 """Ends in which the bill was not paid: an insurance visit opened for it must be withdrawn."""
 
@@ -1205,20 +1207,32 @@ class PaymentEngine:
         return row
 
     def _with_msgids(self, order_no: str, infnos: list[str], **changes) -> dict[str, str]:
-        """Fresh msgids for ``infnos``, journalled in the same write as ``changes`` (before any is sent)."""
-        # Two service processes whose 4-digit counters run close together collide on several draws
-        # in a row within one second (their msgids share the second): draw on until past the other's.
-        for _ in range(50):
-            msgids = {infno: self._p.insurance.new_msgid() for infno in infnos}
+        """Fresh msgids for ``infnos``, journalled in the same write as ``changes`` (before any is sent).
+
+        The journal's unique key is what makes a msgid ours alone: another service process may
+        have drawn the same one in the same second. Then this process's sequence jumps to a fresh
+        random point — stepping on from the taken number would run through the very numbers the
+        other process is drawing now, conflict after conflict.
+        """
+        conflict = False
+        for _ in range(MSGID_DRAWS):
+            msgids = {infno: self._p.insurance.new_msgid(after_conflict=conflict and n == 0)
+                      for n, infno in enumerate(infnos)}
             try:
                 self._update(order_no, begin=[(infno, msgid, {}) for infno, msgid in msgids.items()], **changes)
             except IntegrityError as exc:
-                # Expected: another process made the same msgid — draw again. Logged with the
-                # database's own words, so that any other constraint shows itself.
-                log.warning("payment.msgid_conflict", order_no=order_no, error=str(exc.orig)[:300])
+                taken = self._journalled(msgids.values())
+                if not taken:
+                    raise  # some other constraint: a bug to see, not a msgid to draw again
+                log.warning("payment.msgid_conflict", order_no=order_no, taken=taken, error=str(exc.orig)[:300])
+                conflict = True
                 continue
             return msgids
-        raise RuntimeError("could not allocate unique msgids")
+        raise RuntimeError(f"could not allocate unique msgids in {MSGID_DRAWS} draws")
+
+    def _journalled(self, keys) -> list[str]:
+        with self._uow() as uow:
+            return sorted(uow.session.scalars(select(PaymentStep.key).where(PaymentStep.key.in_(list(keys)))))
 
     def _update(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
                 details_patch: dict | None = None,
