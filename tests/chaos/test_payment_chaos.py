@@ -17,7 +17,8 @@ Each engine bug an earlier run found is reproduced on its own at the end of this
 stays fixed without waiting for the dice to find it again.
 
 Run it alone: ``pytest tests/chaos -s`` (``MEDKIOSK_CHAOS_SEED``, ``MEDKIOSK_CHAOS_FLOWS``,
-``MEDKIOSK_CHAOS_KIOSKS``, ``MEDKIOSK_CHAOS_WORKERS`` change the run; the seed fixes the patients,
+``MEDKIOSK_CHAOS_KIOSKS``, ``MEDKIOSK_CHAOS_WORKERS`` change the run, ``MEDKIOSK_CHAOS_MSGID_START`` starts
+every worker's msgid counter at one number (see ``chaos_service``); the seed fixes the patients,
 their choices and the fault dice, though which call a die falls on still depends on thread timing).
 """
 
@@ -110,6 +111,10 @@ class ChaosRun:
                  f"{len(self.ledger.orders)} orders; service log {self.log}"]
         lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
                      + f"; unfinished when the flows ended: {dict(self.left_after_flows)}")
+        if self.log is not None and self.log.exists():
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+            lines.append(f"service log: msgid conflicts {text.count('payment.msgid_conflict')}, "
+                         f"unhandled errors {text.count('unhandled_error')}, tracebacks {text.count('Traceback')}")
         lines.append(f"findings ({self.problems_file}): "
                      + ", ".join(f"{k} {v}" for k, v in self.problem_counts.items()))
         for name, counts in self.ledger.counts().items():
