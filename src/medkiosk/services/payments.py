@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, tzinfo as dt_tzinfo
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
@@ -1246,7 +1246,7 @@ class PaymentEngine:
         now = self._clock.now()
         with self._uow() as uow:
             if relaxed:
-                _no_flush_wait(uow)
+                uow.without_flush_wait()
             row = uow.session.get(PaymentOrder, order_no, with_for_update=True)
             held = _HELD.get()
             if held is not None and held[0] == order_no:
@@ -1341,7 +1341,7 @@ class PaymentEngine:
         while True:
             now = self._clock.now()
             with self._uow() as uow:
-                _no_flush_wait(uow)
+                uow.without_flush_wait()
                 result = uow.session.execute(update(PaymentOrder).where(
                     PaymentOrder.order_no == order_no,
                     or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
@@ -1356,19 +1356,8 @@ class PaymentEngine:
 
     def _release(self, order_no: str, token: str) -> None:
         with self._uow() as uow:
-            _no_flush_wait(uow)
+            uow.without_flush_wait()
             uow.session.execute(update(PaymentOrder).where(
                 PaymentOrder.order_no == order_no, PaymentOrder.lease_owner == token
             ).values(lease_owner=None, lease_until=None))
             uow.commit()
-
-
-def _no_flush_wait(uow) -> None:
-    """Commit this transaction without waiting for the WAL flush (PostgreSQL ``synchronous_commit``).
-
-    For leases (one lost in a crash merely expires) and for the few writes recovery redoes
-    idempotently; any later synchronous commit flushes the WAL up to and including it. Never for a
-    write that must be on disk before an external call is made.
-    """
-    if uow.session.get_bind().dialect.name == "postgresql":
-        uow.session.execute(text("SET LOCAL synchronous_commit = off"))
