@@ -63,7 +63,11 @@ class MsgidSequence:
             return value
 
     def jump(self) -> None:
-        """Go on from a fresh random point, away from the numbers another copy is drawing now."""
+        """Go on from a fresh random point, away from the numbers another copy is drawing now.
+
+        It may land on numbers this copy drew earlier in the same second: a journalled msgid's
+        unique key refuses such a one too, and the caller jumps again.
+        """
         with self._lock:
             self._next = self._rng.randrange(10_000)
 
