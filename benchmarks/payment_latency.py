@@ -2,7 +2,8 @@
 
 Starts the simulators with realistic latency injected on every operation (HIS 50 ms, insurance
 300 ms, payment channel 200 ms, e-invoice 100 ms by default), the kiosk service on a fresh
-PostgreSQL database (or ``--database-url``), and one enrolled kiosk. An insured patient with no
+PostgreSQL database (or ``--database-url``), and one enrolled kiosk — each simulator and the
+service in a process of its own (benchmarks/rig.py), as they are separate machines on a site. An insured patient with no
 personal-account balance (so there is cash to pay) pays one visit after another; each phase is
 timed as the kiosk sees it:
 
@@ -28,12 +29,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import tempfile
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -45,16 +49,15 @@ from medkiosk.adapters.his.port import PaymentPosting
 from medkiosk.adapters.insurance.http import InsuranceHttpAdapter
 from medkiosk.adapters.insurance.port import Certificate, FeeItem, SettlementRequest
 from medkiosk.adapters.payment.http import PaymentChannelHttpAdapter
-from medkiosk.api.app import create_app
 from medkiosk.bootstrap import build_container
 from medkiosk.logging import configure_logging
 from medkiosk.security import signing
-from medkiosk.serving import start_in_thread
 from medkiosk.settings import Settings, TerminalType
-from medkiosk.simulators import registry
 from medkiosk.simulators.his.data import CATALOG
 from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.migrate import upgrade
+
+from rig import start_service, start_simulators, stop
 
 PHASES = ("pre-settlement", "pay", "after payment")
 ITEMS = [("E0001", 1), ("J0001", 1), ("Y0002", 2), ("T0001", 1), ("C0001", 1)]
@@ -106,10 +109,11 @@ def main() -> None:
             with psycopg.connect(args.postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
-    sims = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in registry.NAMES}
-    urls = {name: server.url for name, server in sims.items()}
+    logs = Path(tempfile.mkdtemp(prefix="medkiosk-latency-"))
+    processes: dict[str, subprocess.Popen] = {}
     try:
         upgrade(database_url)
+        urls = start_simulators(logs, processes)
         persona = PERSONAS["local_resident"]  # resident scheme, no personal-account balance: cash to pay
         patient = persona.patient_id
         doctors = httpx.get(urls["his"] + "/his/v1/doctors").json()["doctors"]
@@ -130,11 +134,15 @@ def main() -> None:
             if delay:
                 httpx.post(urls[name] + "/__sim__/faults", json={"kind": "latency", "delay_ms": delay})
 
-        settings = Settings(database_url=database_url, recovery_seconds=0,
-                            **{f"{name}_url": url for name, url in urls.items()})
+        settings = Settings(database_url=database_url, **{f"{name}_url": url for name, url in urls.items()})
         container = build_container(settings)
-        service = start_in_thread(create_app(container=container), name="service")
-        kiosk = Kiosk(service.url, "L001", container.devices.enroll("L001", TerminalType.OUTPATIENT))
+        pem = container.devices.enroll("L001", TerminalType.OUTPATIENT)
+        container.close()
+        # The service in a process of its own, as deployed: the simulators' and this script's work
+        # cannot hold its interpreter lock. No recovery rounds: they are not part of a payment.
+        service_url = start_service(logs, processes, database_url=database_url, urls=urls, log_level="WARNING",
+                                    settings={"MEDKIOSK_RECOVERY_SECONDS": "0"})
+        kiosk = Kiosk(service_url, "L001", pem)
         card = {"medium": "insurance_card", "card_no": persona.insurance.card_no, "card_sn": persona.insurance.card_sn}
 
         his = HisHttpAdapter(urls["his"])
@@ -261,13 +269,11 @@ def main() -> None:
         for phase in PHASES:
             per_run = {op: n / args.runs for op, n in sorted(journal[phase].items())}
             print(f"  {phase:<15} " + ", ".join(f"{op} ×{n:g}" for op, n in per_run.items()))
-        service.stop()
-        container.close()
         for adapter in (his, insurance, channel, einvoice):
             adapter.close()
     finally:
-        for server in sims.values():
-            server.stop()
+        for process in processes.values():
+            stop(process)
         if drop:
             drop()
 

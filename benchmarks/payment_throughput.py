@@ -24,16 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import math
 import multiprocessing
 import os
 import random
 import resource
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -46,14 +43,10 @@ import psycopg
 
 from medkiosk.domain.identity import make_id_number
 from medkiosk.security import signing
-from medkiosk.serving import free_port
 from medkiosk.simulators.his.data import CATALOG
 
-SIMULATORS = {"his": "medkiosk.simulators.his.app", "insurance": "medkiosk.simulators.insurance.app",
-              "payment": "medkiosk.simulators.payment.app", "einvoice": "medkiosk.simulators.einvoice.app"}
-LAUNCH = ("import sys, uvicorn; from {module} import create_app; "
-          "uvicorn.run(create_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', "
-          "access_log=False, timeout_keep_alive=75)")
+from rig import cpu_seconds, postgres_cpu_seconds, start_service, start_simulators, stop
+
 # (insured region, ID-number region, scheme, person type, filing) of the insured kiosk patients.
 INSURED = [("320100", "320102", "310", "11", False), ("320100", "320104", "390", "1501", False),
            ("320200", "320211", "310", "11", False), ("340100", "340104", "310", "12", True)]
@@ -61,85 +54,6 @@ ITEMS = ["Y0001", "Y0002", "Y0004", "J0001", "J0004", "E0003", "T0002", "C0002",
 TERMINAL = {"completed", "refunded", "closed", "failed"}
 
 
-def service_app():
-    """The uvicorn factory of each worker: production's JSON logging, then the kiosk service."""
-    from medkiosk.api.app import create_app
-    from medkiosk.logging import configure_logging
-
-    configure_logging(os.environ.get("BENCH_LOG_LEVEL", "INFO"))
-    return create_app()
-
-
-# -- processes ----------------------------------------------------------------------------------
-def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
-    with open(log, "w", encoding="utf-8") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(url)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (uvicorn workers), from /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    try:
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        except OSError:
-            pass
-    return total
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU of the PostgreSQL server: live postgres processes, plus backends already gone (their time is
-    in the postmaster's children's times once it has reaped them)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if "(postgres)" in stat:
-            stats[int(entry.name)] = stat.rsplit(")", 1)[1].split()
-    for pid, fields in stats.items():
-        total += (int(fields[11]) + int(fields[12])) / tick
-        if int(fields[1]) not in stats:  # the postmaster: add its reaped children
-            total += (int(fields[13]) + int(fields[14])) / tick
-    return total
-
-
-# -- the hospital's patients --------------------------------------------------------------------
 def make_world(kiosks: int, visits_each: int, doctors: list[dict], seed: int = 7) -> tuple[list[dict], dict]:
     rng = random.Random(seed)
     clinical = [d for d in doctors if not d["department_code"].startswith("07")]
@@ -381,13 +295,7 @@ def main() -> None:
     processes: dict[str, subprocess.Popen] = {}
     try:
         upgrade(database_url)
-        urls = {}
-        for sim, module in SIMULATORS.items():
-            port = free_port()
-            processes[sim] = spawn([sys.executable, "-c", LAUNCH.format(module=module), str(port)], tmp / f"{sim}.log")
-            urls[sim] = f"http://127.0.0.1:{port}"
-        for sim, url in urls.items():
-            wait_until_up(url + "/__sim__/", processes[sim])
+        urls = start_simulators(tmp, processes)
         doctors = httpx.get(urls["his"] + "/his/v1/doctors").json()["doctors"]
         expected = (args.rate or 80) * (args.seconds + args.warmup) * 1.5
         visits_each = max(4, math.ceil(expected / args.kiosks))
@@ -403,17 +311,8 @@ def main() -> None:
         pems = [container.devices.enroll(f"BENCH{k:03d}", TerminalType.OUTPATIENT) for k in range(args.kiosks)]
         container.close()
 
-        port = free_port()
-        env = {**os.environ, "MEDKIOSK_DATABASE_URL": database_url, "BENCH_LOG_LEVEL": args.log_level,
-               **{f"MEDKIOSK_{sim.upper()}_URL": url for sim, url in urls.items()}}
-        processes["service"] = spawn(
-            [sys.executable, "-m", "uvicorn", "--factory", "payment_throughput:service_app", "--app-dir",
-             str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
-             "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "75", "--backlog", "4096"],
-            tmp / "service.log", env)
-        service = f"http://127.0.0.1:{port}"
-        wait_until_up(service + "/readyz", processes["service"])
-        time.sleep(1.0 * args.workers)  # every worker up
+        service = start_service(tmp, processes, database_url=database_url, urls=urls, workers=args.workers,
+                                log_level=args.log_level)
 
         def transactions() -> tuple[int, int]:
             """Transactions and connections (sessions) the database has seen so far."""
