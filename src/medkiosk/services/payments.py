@@ -228,26 +228,31 @@ class PaymentEngine:
                        "unit": getattr(i, "unit", "")} for i in items],
         }
         active_key = f"{payer.his_patient_id}:{visit.visit_no}"
-        self._end_unpaid_order(active_key)
         token = self._token()
-        try:
-            with self._uow() as uow:
-                uow.session.add(PaymentOrder(
-                    order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
-                    device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
-                    his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
-                    category=payer.category.value, state=PaymentState.CREATED.value, his_total=his_total,
-                    insurance_enc=insurance, details=details, active_key=active_key,
-                    lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now))
-                uow.commit()
-        except IntegrityError as exc:
-            raise PaymentRefused("这次就诊有一笔缴费正在处理中，请稍候查看结果。",
-                                 "请稍后在“缴费记录”中查看，或到人工窗口咨询", status=409) from exc
+        for attempt in (1, 2):
+            try:
+                with self._uow() as uow:
+                    uow.session.add(PaymentOrder(
+                        order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
+                        device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
+                        his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
+                        category=payer.category.value, state=PaymentState.CREATED.value, his_total=his_total,
+                        insurance_enc=insurance, details=details, active_key=active_key,
+                        lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now))
+                    uow.commit()
+                break
+            except IntegrityError as exc:
+                # The visit has an order in flight (its unique active key): end it if no money can
+                # have moved, and try once more; otherwise the patient must wait for its outcome.
+                if attempt == 2 or not self._end_unpaid_order(active_key):
+                    raise PaymentRefused("这次就诊有一笔缴费正在处理中，请稍候查看结果。",
+                                         "请稍后在“缴费记录”中查看，或到人工窗口咨询", status=409) from exc
         log.info("payment.created", order_no=order_no, device_id=device.id, mode=mode.value,
                  his_total=str(his_total))
         with self._driving(order_no, token=token):
             self._presettle(order_no, recheck)
-        return self.view(device, order_no)
+            last = self._load(order_no)  # our last write: no read after the lease is let go
+        return self._order_json(last)
 
     def _remember_bills(self, session_id: str, visits) -> None:
         now = time.monotonic()
@@ -270,18 +275,22 @@ class PaymentEngine:
         now = sorted((i.order_no, i.item_code, str(i.amount)) for i in visit.items if i.order_no in chosen)
         return now == sorted((i["order_no"], i["item_code"], i["amount"]) for i in order.details["items"])
 
-    def _end_unpaid_order(self, active_key: str) -> None:
-        """The patient starts the visit's bill again: end the earlier order if no money can have moved."""
+    def _end_unpaid_order(self, active_key: str) -> bool:
+        """The patient starts the visit's bill again: end the earlier order if no money can have moved.
+
+        True when the visit has no order in flight any more (a new one may be created)."""
         with self._uow() as uow:
             earlier = uow.session.scalars(select(PaymentOrder).where(PaymentOrder.active_key == active_key)).first()
         if earlier is None:
-            return
+            return True  # ended meanwhile
         state = PaymentState(earlier.state)
         if state not in (PaymentState.PRESETTLED, PaymentState.AWAITING_PAYMENT):
-            return  # money may be moving: the unique key refuses the new order
+            return False  # money may be moving: the unique key refuses the new order
         with self._driving(earlier.order_no, wait=CANCEL_WAIT_SECONDS) as held:
             if held:
                 self._cancel_held(earlier.order_no)
+        with self._uow() as uow:
+            return uow.session.get(PaymentOrder, earlier.order_no).active_key is None
 
     def pay(self, device: AuthenticatedDevice, order_no: str, method: PayMethod,
             auth_code: str | None = None) -> dict[str, Any]:
