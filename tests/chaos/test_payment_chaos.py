@@ -507,8 +507,8 @@ def test_the_page_polling_while_the_patient_taps_cancel_gets_no_server_error(sce
 
 def test_msgids_another_service_process_took_this_second_are_jumped_over_not_stepped_through(scene):
     # Two service processes' msgid counters ran through the same numbers in the same seconds: each
-    # conflict stepped on to the next number, which the other had just taken too (14 in a row for
-    # one order in a run; 5 once ended the request in a 500).
+    # conflict stepped on to the next number, which the other had just taken too (13 in a row for
+    # one order in a run; when 5 draws were allowed, a resettle ended in a 500).
     second = datetime.now(CHINA_TZ).replace(microsecond=0)
     start = 4200
     _, other = scene.start("self_pay", "self_pay")  # the other process's journal: 60 msgids this second
