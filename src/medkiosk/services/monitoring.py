@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medkiosk.logging import get_logger
@@ -421,6 +422,13 @@ class MonitoringService:
         self.record_probes(results)
 
     def record_probes(self, results: list[tuple[str, bool, str, int]]) -> None:
+        try:
+            self._record_probes(results)
+        except IntegrityError:
+            # Another worker process added an upstream's first row at the same moment: it is there now.
+            self._record_probes(results)
+
+    def _record_probes(self, results: list[tuple[str, bool, str, int]]) -> None:
         now = self._clock.now()
         with self._uow() as uow:
             for name, up, error, latency in results:
