@@ -283,13 +283,15 @@ class AlertService:
     def evaluate(self) -> list[domain.Notification]:
         """One round: update alerts, plan notifications, deliver them. Returns what was sent."""
         now = self._clock.now()
-        fleet = self._monitoring.fleet()
-        force = self.in_force()
-        rules = force.rules
-        active = self.collect(fleet, now, spike_factor=force.spike_factor)
         with self._uow() as uow:
+            # The lock first: of several service processes one evaluates a round, and the others
+            # do not read the whole fleet only to throw it away.
             if not self._lock(uow):
                 return []
+            fleet = self._monitoring.fleet()
+            force = self.in_force()
+            rules = force.rules
+            active = self.collect(fleet, now, spike_factor=force.spike_factor)
             active["payment_anomaly"] = self._payment_series(uow, now)
             active["upstream_down"] = self._upstream_series(uow)
             rows = {row.fingerprint: row for row in uow.session.scalars(

@@ -331,8 +331,15 @@ class MonitoringService:
             if self.timezone else now.replace(hour=0, minute=0, second=0, microsecond=0)
         local_midnight = local_midnight.astimezone(timezone.utc)  # SQLite compares stored UTC text
         with self._uow() as uow:
+            # Plain columns, not ORM objects: this runs every evaluation round for the whole fleet.
             rows = uow.session.execute(
-                select(Device, DeviceState, LedgerRecord, DeviceTelemetry)
+                select(Device.id, Device.name, Device.terminal_type, Device.enabled, Device.location,
+                       DeviceState.last_seen_at, DeviceState.software_version, DeviceState.screen,
+                       DeviceState.peripherals, DeviceState.device_id.label("has_state"),
+                       LedgerRecord.campus, LedgerRecord.building, LedgerRecord.floor, LedgerRecord.area,
+                       LedgerRecord.name.label("ledger_name"), LedgerRecord.device_id.label("has_ledger"),
+                       DeviceTelemetry.cpu_percent, DeviceTelemetry.memory_percent, DeviceTelemetry.disk_percent)
+                .select_from(Device)
                 .outerjoin(DeviceState, DeviceState.device_id == Device.id)
                 .outerjoin(LedgerRecord, LedgerRecord.device_id == Device.id)
                 .outerjoin(DeviceTelemetry, DeviceTelemetry.device_id == Device.id)
@@ -342,20 +349,20 @@ class MonitoringService:
                        func.sum(TelemetryHour.failures).label("fail"))
                 .where(TelemetryHour.bucket >= local_midnight).group_by(TelemetryHour.device_id))}
         views = []
-        for device, state, ledger, telemetry in rows:
-            if ledger is not None:
-                campus, building, floor, area = ledger.campus, ledger.building, ledger.floor, ledger.area
+        for row in rows:
+            if row.has_ledger is not None:
+                campus, building, floor, area = row.campus, row.building, row.floor, row.area
             else:
-                campus, building, floor, area = split_location(device.location)
-            last_seen = as_utc(state.last_seen_at) if state else None
-            tx, fail = today.get(device.id, (0, 0))
+                campus, building, floor, area = split_location(row.location)
+            has_state = row.has_state is not None
+            last_seen = as_utc(row.last_seen_at) if has_state and row.last_seen_at else None
+            tx, fail = today.get(row.id, (0, 0))
             views.append(DeviceView(
-                device.id, (ledger.name if ledger and ledger.name else device.name), device.terminal_type,
-                device.enabled, campus, building, floor, area, last_seen, self.online(last_seen, now),
-                state.software_version if state else "", state.screen if state else "",
-                dict(state.peripherals or {}) if state else {},
-                telemetry.cpu_percent if telemetry else None, telemetry.memory_percent if telemetry else None,
-                telemetry.disk_percent if telemetry else None, tx, fail))
+                row.id, row.ledger_name or row.name, row.terminal_type, row.enabled, campus, building, floor, area,
+                last_seen, self.online(last_seen, now),
+                (row.software_version or "") if has_state else "", (row.screen or "") if has_state else "",
+                dict(row.peripherals or {}) if has_state else {},
+                row.cpu_percent, row.memory_percent, row.disk_percent, tx, fail))
         return views
 
     def hourly(self, hours: int = 12, device_id: str | None = None) -> dict[str, dict[datetime, tuple[int, int]]]:
