@@ -68,3 +68,17 @@ def test_the_store_refuses_a_nonce_seen_before(uow_factory):
         uow.session.add(DeviceNonce(device_id="K001", nonce="abcdef0123456789", seen_at=NOW))
         with pytest.raises(IntegrityError):
             uow.commit()
+
+
+def test_a_write_marked_without_flush_wait_is_kept_and_only_that_transaction_is_relaxed(uow_factory, database_url):
+    postgres = database_url.startswith("postgresql")
+    with uow_factory() as uow:
+        uow.without_flush_wait()
+        if postgres:
+            assert uow.session.connection().exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        uow.session.add(device("K009"))
+        uow.commit()
+    with uow_factory() as uow:
+        assert uow.session.get(Device, "K009") is not None  # committed like any other write
+        if postgres:  # SET LOCAL: the pooled connection's next transaction waits for the flush again
+            assert uow.session.connection().exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
