@@ -638,7 +638,9 @@ def appointment_slip(booking: ExamBooking, *, hospital_name: str, masked_name: s
         *[{"type": "text", "text": part} for part in _wrap(d.get("preparation") or "无特殊准备")],
         {"type": "text", "text": "报到方式：", "bold": True},
         *[{"type": "text", "text": part} for part in _wrap(d.get("check_in", ""))],
-        {"type": "text", "text": "报到时请出示本单二维码或医保卡、身份证。"},
+        # The QR code is for the department's desk; a kiosk identifies by card only.
+        {"type": "text", "text": "在检查科室登记台报到可出示本单二维码；"},
+        {"type": "text", "text": "在自助机报到请刷医保卡、身份证或就诊卡。"},
         {"type": "rule"},
         *[{"type": "text", "text": part} for part in _wrap(
             f"如需取消或改约，请在检查开始{rules.change_deadline_minutes // 60 or 1}小时前在自助机“检查预约”中办理。")],
