@@ -41,10 +41,12 @@ def test_a_cross_region_patient_checks_in_in_two_taps_and_the_page_clears_itself
     persona = PERSONAS["cross_province_filed"]
     identify(page, kiosk_url, "insurance-card", "cross_province_filed", "陈*")
     expect(page.get_by_test_id("patient-category")).to_be_hidden()  # 异地 only where money is involved
+    expect(page.get_by_test_id("patient-balance")).to_be_visible()  # the menu shows the account balance
     taps = 0
     page.get_by_test_id("tile-check_in").click()
     taps += 1
     expect(page.get_by_test_id("checkin-list")).to_be_visible(timeout=15_000)
+    expect(page.get_by_test_id("patient-balance")).to_be_hidden()  # no money on check-in screens
     assert "异地" not in page.evaluate("document.body.innerText")  # tender #2: no insurance wording here
     assert_targets_and_fit(page)
     shoot(page, "checkin-list")

@@ -422,6 +422,9 @@ function renderPatientBar(session) {
 
 /** The patient bar's insurance category chip, shown or (on exam and paper screens) emptied and hidden. */
 function showCategory(visible, paying) {
+  // The personal-account balance is money too: out of the bar wherever the category is.
+  const balance = document.querySelector("[data-testid='patient-balance']");
+  if (balance) balance.hidden = !visible;
   const chip = document.querySelector("[data-testid='patient-category']");
   if (!chip || !state.session) return;
   const label = state.session.category_label || "";
