@@ -7,6 +7,7 @@ Assertions are about what a patient sees, plus what the page must not keep once 
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -304,3 +305,29 @@ def test_screens_fit_large_type_and_large_targets_at_each_kiosk_size(browser, st
     finally:
         close_pages(context)
         context.close()
+
+
+def test_a_new_release_takes_effect_between_patients_never_under_ones_hands(page, kiosk_url, stack, monkeypatch):
+    runtime = stack.agents["K001"].server.config.app.state.agent
+    monkeypatch.setattr(runtime.settings, "page_check_seconds", 1.0)
+    open_kiosk(page, kiosk_url)
+    present(page, "insurance-card", "local_employee")
+    expect(patient_header(page).get_by_test_id("patient-name")).to_have_text("王*国", timeout=15_000)
+    page.evaluate("window.__sameLoad = true")
+    # The agent switches to a new page release while the patient is at the kiosk.
+    monkeypatch.setattr(runtime.updater, "reported_version", lambda: "2026.11.26-new")
+    page.wait_for_timeout(3_000)
+    assert page.evaluate("window.__sameLoad === true")  # not reloaded under the patient's hands
+    expect(patient_header(page).get_by_test_id("patient-name")).to_have_text("王*国")
+    page.get_by_test_id("patient-logout").click()
+    # Between patients the page loads the new release by itself.
+    reloaded_by = time.monotonic() + 15
+    while page.evaluate("window.__sameLoad === true") and time.monotonic() < reloaded_by:
+        page.wait_for_timeout(200)  # (wait_for_function evaluates a string, which the page's CSP forbids)
+    assert page.evaluate("window.__sameLoad === undefined")
+    expect(page.get_by_test_id("start")).to_be_visible(timeout=15_000)
+    monkeypatch.undo()  # the release is back to what it was: the idle page reloads once more, then stays
+    page.wait_for_timeout(3_000)
+    page.evaluate("window.__sameLoad = true")
+    page.wait_for_timeout(2_500)
+    assert page.evaluate("window.__sameLoad === true")  # the version does not change again: no reload loop

@@ -232,7 +232,8 @@ def create_agent_app(settings: AgentSettings, *, drivers: Drivers | None = None,
     @app.get("/local/config")
     async def config() -> JSONResponse:
         local = {"device_id": settings.device_id, "demo": settings.demo, "agent_version": __version__,
-                 "page_version": runtime.updater.reported_version(), "long_poll_seconds": settings.long_poll_seconds}
+                 "page_version": runtime.updater.reported_version(), "long_poll_seconds": settings.long_poll_seconds,
+                 "page_check_seconds": settings.page_check_seconds}
         try:
             response = await asyncio.to_thread(client.get, "/api/kiosk/home")
         except ServiceUnavailable as exc:

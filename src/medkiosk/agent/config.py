@@ -107,6 +107,8 @@ class AgentSettings(BaseSettings):
     software_version: str = __version__
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=120)
     long_poll_seconds: int = Field(default=25, ge=1, le=120)
+    page_check_seconds: float = Field(default=30.0, gt=0, le=3600,
+                                      description="how often an idle kiosk page asks whether a new release is in place")
 
     # Releases (docs/releases.md): installed beside the running version under releases_dir.
     releases_dir: Path | None = Field(default=None, description="default ./var/agent/<device_id>/releases/")

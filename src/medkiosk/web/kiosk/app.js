@@ -35,6 +35,7 @@ const state = {
 
 const ui = {};
 let demoPanel = null;
+let loadedPageVersion = null;  // the release this page was loaded from (see reloadIfNewPage)
 const ABANDON_WAIT_MS = 8000;  // at most this long to cancel an open payment when the session ends
 
 const clock = new SessionClock({
@@ -109,8 +110,31 @@ async function boot() {
     }
   }
   applyConfig(state.config);
+  loadedPageVersion = state.config.page_version || null;
   await endLeftoverSession();
   goHome();
+  setInterval(checkPageVersion, Math.max(1, state.config.page_check_seconds || 30) * 1000);
+}
+
+/**
+ * A new page release the agent has switched to takes effect here: the page reloads itself, but only
+ * between patients (no session, the home screen showing), never under someone's hands.
+ */
+function reloadIfNewPage(config) {
+  const version = config && config.page_version;
+  if (!version || !loadedPageVersion || version === loadedPageVersion) return false;
+  if (state.session || state.ending || (current() && current().name !== "home")) return false;
+  location.reload();
+  return true;
+}
+
+async function checkPageVersion() {
+  if (state.session || state.ending || (current() && current().name !== "home")) return;
+  try {
+    reloadIfNewPage(await api.config());
+  } catch {
+    // The agent is busy or restarting: ask again next time.
+  }
 }
 
 function applyConfig(config) {
@@ -487,6 +511,7 @@ async function endSession(reason) {
     // Keep the configuration we had.
   }
   goHome({ fresh: true });
+  if (reloadIfNewPage(state.config)) return;
   announce(T.loggedOut);
 }
 
