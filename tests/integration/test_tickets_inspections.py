@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
-from test_operations import Site, site  # noqa: F401  (fixture)
+from test_operations import Site, receiver, site  # noqa: F401  (fixtures)
 
 from medkiosk.services.consumables import ConsumableError
 from medkiosk.services.inspections import InspectionError
@@ -163,6 +163,29 @@ def test_ticket_clocks_are_announced_once_at_75_and_100_percent(site):
     site.clock.advance(minutes=3)
     assert [(n, lvl.value) for _, n, lvl in site.ops.tickets.check_clocks()] == [("own", "breached")]
     assert site.ops.tickets.get(ticket.id).own.level.value == "breached"
+
+
+def test_a_ticket_clock_near_or_past_its_target_alerts_the_duty_group_until_the_ticket_is_owned(site, receiver):
+    site.ops.alerts.add_channel("admin", "值班群", "wecom", receiver.url + "/robot")
+    ticket = site.ops.tickets.create("liwei", title="读卡器无反应", device_id="K001", priority="p1")  # own in 15 min
+    site.ops.alerts.evaluate()
+    assert site.alerts("ticket_sla_warning") == [] and receiver.bodies == []
+    site.clock.advance(minutes=12)  # 80 % of the time to own, nobody has taken it
+    site.ops.alerts.evaluate()
+    [warning] = site.alerts("ticket_sla_warning")
+    assert warning.state == "firing" and warning.labels == {"ticket": str(ticket.id), "clock": "响应", "device": "K001"}
+    robot = receiver.bodies[-1]["body"]["markdown"]["content"]
+    assert f"工单 #{ticket.id}" in robot and "响应时限将到" in robot
+    site.clock.advance(minutes=3)  # the target has passed
+    site.ops.alerts.evaluate()
+    [breached] = site.alerts("ticket_sla_breached")
+    assert breached.state == "firing" and breached.severity == "critical"
+    assert site.alerts("ticket_sla_warning")[0].state == "resolved"  # the breach takes over from the warning
+    assert "已超时" in receiver.bodies[-1]["body"]["markdown"]["content"]
+    site.ops.tickets.move(ticket.id, "zhaoqiang", "assigned", assignee="zhaoqiang")  # owned: the clock stops
+    site.ops.alerts.evaluate()
+    assert {a.rule: a.state for a in site.alerts() if a.rule.startswith("ticket_sla")} == {
+        "ticket_sla_warning": "resolved", "ticket_sla_breached": "resolved"}
 
 
 def test_staff_without_device_rights_see_no_tickets(site):

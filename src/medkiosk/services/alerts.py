@@ -17,17 +17,39 @@ from typing import Any
 from sqlalchemy import select, text
 
 from medkiosk.domain import alerts as domain
-from medkiosk.domain.alerts import (Alert, AlertState, BusinessHours, ChangeKind, FleetDevice, InhibitRule, Matcher,
-                                    Rule, Series, Severity, Silence, WeeklyWindow)
+from medkiosk.domain.alerts import (
+    Alert,
+    AlertState,
+    BusinessHours,
+    ChangeKind,
+    FleetDevice,
+    InhibitRule,
+    Matcher,
+    Rule,
+    Series,
+    Severity,
+    Silence,
+    WeeklyWindow,
+)
 from medkiosk.domain.releases import MajorEventPeriod
+from medkiosk.domain.tickets import RESOLVE_RUNS_IN, ClockLevel
 from medkiosk.logging import get_logger
 from medkiosk.services import audit
 from medkiosk.services.clock import Clock, as_utc
 from medkiosk.services.monitoring import DeviceView, MonitoringService
 from medkiosk.services.notify import Channel, ChannelKind, DeliveryFailed, Notifier
+from medkiosk.services.tickets import readings as ticket_readings
 from medkiosk.store.models import Event
-from medkiosk.store.models_operations import (AlertGroup, AlertRecord, NotificationRecord, NotifyChannel,
-                                              SilenceRecord, TelemetryHour, UpstreamHealth)
+from medkiosk.store.models_operations import (
+    AlertGroup,
+    AlertRecord,
+    NotificationRecord,
+    NotifyChannel,
+    SilenceRecord,
+    TelemetryHour,
+    UpstreamHealth,
+)
+from medkiosk.store.models_tickets import Ticket
 from medkiosk.store.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -35,6 +57,7 @@ log = get_logger(__name__)
 # "mkalerts": one evaluator at a time across service copies (PostgreSQL).
 EVALUATION_LOCK_KEY = 0x6D6B616C65727473
 PAYMENT_EVENTS = ("payment_anomaly", "payment_stuck")
+TICKET_CLOCK_STATES = [state.value for state in RESOLVE_RUNS_IN]  # a ticket whose clocks can be running
 PRINTERS = ("receipt_printer", "a4_printer")
 CARD_READERS = ("insurance_card_reader", "id_card_reader")
 LOCATION = ("campus", "building", "floor")
@@ -59,6 +82,11 @@ def builtin_rules(offline_for: timedelta = timedelta(seconds=30)) -> dict[str, R
              group_by=("rule", "device")),
         Rule("upstream_down", Severity.CRITICAL, "上游系统 {upstream} 不可用：{value}", for_=timedelta(seconds=30),
              group_by=("rule", "upstream")),
+        # A ticket's time-to-own or time-to-resolve clock (DESIGN 10): warn at 75 %, breached at 100 %.
+        Rule("ticket_sla_warning", Severity.WARNING, "工单 #{ticket}（{device}）{clock}时限将到：{value}",
+             group_by=("rule",)),
+        Rule("ticket_sla_breached", Severity.CRITICAL, "工单 #{ticket}（{device}）{clock}已超时：{value}",
+             group_by=("rule",)),
     ]
     return {rule.name: rule for rule in rules}
 
@@ -273,6 +301,20 @@ class AlertService:
                        since=as_utc(row.since))
                 for row in uow.session.scalars(select(UpstreamHealth).where(UpstreamHealth.up.is_(False)))]
 
+    def _ticket_series(self, uow: UnitOfWork, now: datetime) -> tuple[list[Series], list[Series]]:
+        """Running ticket clocks at 75 % of their target or more: (warning, breached). A clock is in one
+        list only, so its warning resolves as its breach fires."""
+        warning: list[Series] = []
+        breached: list[Series] = []
+        for row in uow.session.scalars(select(Ticket).where(Ticket.state.in_(TICKET_CLOCK_STATES))):
+            for clock_name, reading in zip(("响应", "解决"), ticket_readings(row, now)):
+                if not reading.running or reading.level is ClockLevel.OK:
+                    continue
+                labels = {"ticket": str(row.id), "clock": clock_name, "device": row.device_id or "无设备"}
+                value = f"目标 {int(reading.target.total_seconds() // 60)} 分钟"
+                (breached if reading.level is ClockLevel.BREACHED else warning).append(Series(labels, value))
+        return warning, breached
+
     # -- evaluation --------------------------------------------------------------------------------------
     def _lock(self, uow: UnitOfWork) -> bool:
         if uow.session.get_bind().dialect.name != "postgresql":
@@ -294,6 +336,7 @@ class AlertService:
             active = self.collect(fleet, now, spike_factor=force.spike_factor)
             active["payment_anomaly"] = self._payment_series(uow, now)
             active["upstream_down"] = self._upstream_series(uow)
+            active["ticket_sla_warning"], active["ticket_sla_breached"] = self._ticket_series(uow, now)
             rows = {row.fingerprint: row for row in uow.session.scalars(
                 select(AlertRecord).where(AlertRecord.open_key.is_not(None)))}
             by_rule: dict[str, dict[str, Alert]] = {name: {} for name in rules}

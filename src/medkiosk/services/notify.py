@@ -28,6 +28,7 @@ RULE_TITLES = {
     "device_offline": "设备离线", "location_network_down": "区域网络中断", "paper_low": "纸将尽",
     "paper_out": "缺纸", "card_reader_fault": "读卡器故障", "printer_fault": "打印机故障",
     "error_rate_spike": "交易失败率异常", "payment_anomaly": "缴费异常", "upstream_down": "上游系统不可用",
+    "ticket_sla_warning": "工单时限将到", "ticket_sla_breached": "工单超时",
 }
 SEVERITY_TITLES = {"critical": "严重", "warning": "警告", "info": "提示"}
 
