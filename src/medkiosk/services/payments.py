@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta, tzinfo as dt_tzinfo
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, NoResultFound
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
 from medkiosk.adapters.insurance.port import FeeItem, SettlementRequest
@@ -232,7 +232,7 @@ class PaymentEngine:
         for attempt in (1, 2):
             try:
                 with self._uow() as uow:
-                    uow.session.add(PaymentOrder(
+                    uow.session.add(created := PaymentOrder(
                         order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
                         device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
                         his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
@@ -249,7 +249,8 @@ class PaymentEngine:
                                          "请稍后在“缴费记录”中查看，或到人工窗口咨询", status=409) from exc
         log.info("payment.created", order_no=order_no, device_id=device.id, mode=mode.value,
                  his_total=str(his_total))
-        with self._driving(order_no, token=token):
+        # The row as inserted (its defaults filled in by the flush) starts the lease's cache: no read.
+        with self._driving(order_no, token=token, row=created):
             self._presettle(order_no, recheck)
             last = self._load(order_no)  # our last write: no read after the lease is let go
         return self._order_json(last)
@@ -1252,6 +1253,63 @@ class PaymentEngine:
         ``relaxed`` commits without waiting for the disk flush: only for a write that recovery
         redoes idempotently if a crash loses it — never one that precedes an external call.
         """
+        held = _HELD.get()
+        if held is None or held[0] != order_no or not held[2]:
+            return self._update_unheld(order_no, target=target, details_patch=details_patch, begin=begin,
+                                       finish=finish, relaxed=relaxed, **fields)
+        # Under our lease nobody else drives the order, so the row our last write left (held[2]) is
+        # its state: the transitions are checked against it and only the changed columns are
+        # written, by plain statements. The write is fenced by the lease's token in its WHERE
+        # clause: no row matched means the lease was taken over, and nothing is written.
+        now = self._clock.now()
+        current = held[2][0]
+        values: dict[str, Any] = {}
+        state = current.state
+        for step_target in ([] if target is None else [target] if isinstance(target, PaymentState) else target):
+            state = check_transition(PaymentState(state), step_target).value
+            values["state"] = state
+            if step_target in TERMINAL_STATES:
+                values["active_key"] = None
+        values.update(fields)
+        values["lease_until"] = now + LEASE  # each step renews it
+        values["updated_at"] = now
+        o = _ORDERS.c
+        with self._uow().core(flush_wait=not relaxed) as conn:
+            if details_patch:
+                # details is the one column written without the lease too (a reprint's count): merge
+                # the patch into it as it stands, under the row lock.
+                details = conn.execute(select(o.details).where(o.order_no == order_no).with_for_update()).scalar()
+                values["details"] = {**(details or {}), **details_patch}
+            result = conn.execute(update(_ORDERS).where(o.order_no == order_no, o.lease_owner == held[1])
+                                  .values(**values))
+            if result.rowcount != 1:
+                raise LeaseLost(order_no)
+            if finish is not None:
+                self._finish_step(conn, *finish, now=now)
+            if begin:
+                conn.execute(insert(_STEPS), [
+                    {"order_no": order_no, "step": name, "key": key, "status": "started", "detail": detail,
+                     "started_at": now, "finished_at": None} for name, key, detail in begin])
+        row = _order_with(current, values)
+        held[2][:] = [row]
+        return row
+
+    @staticmethod
+    def _finish_step(conn, key: str, status: str, detail: dict | None, *, now: datetime) -> None:
+        """End a journal step (in the caller's transaction); ``detail`` is merged into what it holds."""
+        s = _STEPS.c
+        values: dict[str, Any] = {"status": status, "finished_at": now}
+        if detail:
+            current = conn.execute(select(s.detail).where(s.key == key)).one()[0]
+            values["detail"] = {**(current or {}), **detail}
+        if conn.execute(update(_STEPS).where(s.key == key).values(**values)).rowcount != 1:
+            raise NoResultFound(f"no journal step {key!r}")
+
+    def _update_unheld(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
+                       details_patch: dict | None = None,
+                       begin: list[tuple[str, str, dict]] = (), finish: tuple[str, str, dict | None] | None = None,
+                       relaxed: bool = False, **fields) -> PaymentOrder:
+        """``_update`` without a lease's row to start from: the row is read and locked first."""
         now = self._clock.now()
         with self._uow() as uow:
             if relaxed:
@@ -1286,26 +1344,19 @@ class PaymentEngine:
         return row
 
     def _begin(self, order_no: str, step: str, key: str, detail: dict, *, reuse: bool = False) -> str:
-        with self._uow() as uow:
-            if reuse:
-                existing = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == key)).first()
-                if existing is not None:
-                    existing.status, existing.finished_at = "started", None
-                    uow.commit()
-                    return key
-            uow.session.add(PaymentStep(order_no=order_no, step=step, key=key, status="started", detail=detail,
-                                        started_at=self._clock.now()))
-            uow.commit()
+        now = self._clock.now()
+        s = _STEPS.c
+        with self._uow().core() as conn:
+            if reuse and conn.execute(update(_STEPS).where(s.key == key).values(
+                    status="started", finished_at=None)).rowcount == 1:
+                return key
+            conn.execute(insert(_STEPS).values(order_no=order_no, step=step, key=key, status="started",
+                                               detail=detail, started_at=now, finished_at=None))
         return key
 
     def _end(self, key: str, status: str, detail: dict | None = None) -> None:
-        with self._uow() as uow:
-            step = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == key)).one()
-            step.status = status
-            step.finished_at = self._clock.now()
-            if detail:
-                step.detail = {**step.detail, **detail}
-            uow.commit()
+        with self._uow().core() as conn:
+            self._finish_step(conn, key, status, detail, now=self._clock.now())
 
     def _sold_at(self, order: PaymentOrder) -> datetime:
         """When the POS approved the card sale: its own time as reported, else when the report came."""
@@ -1322,13 +1373,13 @@ class PaymentEngine:
         return f"{self._owner}-{secrets.token_hex(4)}"
 
     @contextmanager
-    def _driving(self, order_no: str, *, wait: float = 0.0, token: str | None = None) -> Iterator[bool]:
+    def _driving(self, order_no: str, *, wait: float = 0.0, token: str | None = None,
+                 row: PaymentOrder | None = None) -> Iterator[bool]:
         """Hold the order's lease for the block (yields False when someone else drives it).
 
         The lease belongs to this block, not to the engine: two requests of one process, or a
         request and the recovery worker, never drive one order at once.
         """
-        row = None
         if token is None:
             token, row = self._lease(order_no, wait=wait)
         if token is None:
@@ -1347,26 +1398,39 @@ class PaymentEngine:
         """Take the order's lease; with it, the row as it stands (so driving starts without a read)."""
         token = self._token()
         give_up = time.monotonic() + wait
+        o = _ORDERS.c
         while True:
             now = self._clock.now()
-            with self._uow() as uow:
-                uow.without_flush_wait()
-                result = uow.session.execute(update(PaymentOrder).where(
-                    PaymentOrder.order_no == order_no,
-                    or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
-                ).values(lease_owner=token, lease_until=now + LEASE))
-                row = uow.session.get(PaymentOrder, order_no) if result.rowcount == 1 else None
-                uow.commit()
-            if row is not None:
-                return token, row
+            with self._uow().core(flush_wait=False) as conn:
+                taken = update(_ORDERS).where(
+                    o.order_no == order_no, or_(o.lease_until.is_(None), o.lease_until < now),
+                ).values(lease_owner=token, lease_until=now + LEASE)
+                if conn.dialect.update_returning:
+                    found = conn.execute(taken.returning(*_ORDERS.c)).first()
+                elif conn.execute(taken).rowcount == 1:
+                    found = conn.execute(select(_ORDERS).where(o.order_no == order_no)).first()
+                else:
+                    found = None
+            if found is not None:
+                return token, PaymentOrder(**found._mapping)
             if time.monotonic() >= give_up:
                 return None, None
             time.sleep(0.05)
 
     def _release(self, order_no: str, token: str) -> None:
-        with self._uow() as uow:
-            uow.without_flush_wait()
-            uow.session.execute(update(PaymentOrder).where(
-                PaymentOrder.order_no == order_no, PaymentOrder.lease_owner == token
-            ).values(lease_owner=None, lease_until=None))
-            uow.commit()
+        o = _ORDERS.c
+        with self._uow().core(flush_wait=False) as conn:
+            conn.execute(update(_ORDERS).where(o.order_no == order_no, o.lease_owner == token)
+                         .values(lease_owner=None, lease_until=None))
+
+
+_ORDERS = PaymentOrder.__table__
+_STEPS = PaymentStep.__table__
+_ORDER_COLUMNS = tuple(c.key for c in _ORDERS.c)
+
+
+def _order_with(row: PaymentOrder, changes: dict[str, Any]) -> PaymentOrder:
+    """A new (detached) order: ``row``'s columns with ``changes`` — what the store now holds after a write."""
+    data = {name: getattr(row, name) for name in _ORDER_COLUMNS}
+    data.update(changes)
+    return PaymentOrder(**data)
