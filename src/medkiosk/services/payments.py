@@ -231,15 +231,16 @@ class PaymentEngine:
         token = self._token()
         for attempt in (1, 2):
             try:
-                with self._uow() as uow:
-                    uow.session.add(created := PaymentOrder(
-                        order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
-                        device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
-                        his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
-                        category=payer.category.value, state=PaymentState.CREATED.value, his_total=his_total,
-                        insurance_enc=insurance, details=details, active_key=active_key,
-                        lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now))
-                    uow.commit()
+                created = _new_order(
+                    order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
+                    device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
+                    his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
+                    category=payer.category.value, state=PaymentState.CREATED.value, his_total=his_total,
+                    insurance_enc=insurance, details=details, active_key=active_key,
+                    lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now)
+                with self._uow().core() as conn:
+                    conn.execute(insert(_ORDERS).values(**created))
+                created = PaymentOrder(**created)
                 break
             except IntegrityError as exc:
                 # The visit has an order in flight (its unique active key): end it if no money can
@@ -249,7 +250,7 @@ class PaymentEngine:
                                          "请稍后在“缴费记录”中查看，或到人工窗口咨询", status=409) from exc
         log.info("payment.created", order_no=order_no, device_id=device.id, mode=mode.value,
                  his_total=str(his_total))
-        # The row as inserted (its defaults filled in by the flush) starts the lease's cache: no read.
+        # The row as inserted (every column given) starts the lease's cache: no read.
         with self._driving(order_no, token=token, row=created):
             self._presettle(order_no, recheck)
             last = self._load(order_no)  # our last write: no read after the lease is let go
@@ -542,9 +543,7 @@ class PaymentEngine:
             raise PaymentRefused("暂时无法获取电子票据，请稍后再试。", "可稍后在“缴费记录”中打印", status=503) from exc
 
     def view(self, device: AuthenticatedDevice | None, order_no: str) -> dict[str, Any]:
-        with self._uow() as uow:
-            order = uow.session.get(PaymentOrder, order_no)
-            return self._order_json(order)
+        return self._order_json(self._read(order_no))
 
     # ============================================================================================
     # driving the machine
@@ -1081,11 +1080,10 @@ class PaymentEngine:
     def _own_order(self, device: AuthenticatedDevice, order_no: str) -> PaymentOrder:
         """The order, if it belongs to the patient identified at this kiosk now."""
         payer = self._sessions.payer(device)
-        with self._uow() as uow:
-            order = uow.session.get(PaymentOrder, order_no)
-            if order is None or order.patient_id != payer.patient_row_id:
-                raise PaymentRefused("没有找到这笔缴费。", "请返回重新办理", status=404)
-            return order
+        order = self._read(order_no)
+        if order is None or order.patient_id != payer.patient_row_id:
+            raise PaymentRefused("没有找到这笔缴费。", "请返回重新办理", status=404)
+        return order
 
     def _insurance_of(self, order: PaymentOrder):
         data = json.loads(self._cipher.decrypt("payment.insurance", order.insurance_enc))
@@ -1152,9 +1150,9 @@ class PaymentEngine:
     def _invoice_request(self, order: PaymentOrder, key: str):
         from medkiosk.adapters.einvoice.port import InvoiceRequest
 
-        with self._uow() as uow:
-            patient = uow.session.get(Patient, order.patient_id)
-            payer_name = self._cipher.decrypt("patient.name", patient.name_enc)
+        with self._uow().core() as conn:
+            name_enc = conn.execute(select(Patient.name_enc).where(Patient.id == order.patient_id)).scalar_one()
+        payer_name = self._cipher.decrypt("patient.name", name_enc)
         insurance_type = None
         if order.mode == PaymentMode.INSURANCE.value:
             person, _ = self._insurance_of(order)
@@ -1201,8 +1199,13 @@ class PaymentEngine:
         held = _HELD.get()
         if held is not None and held[0] == order_no and held[2]:
             return held[2][0]
-        with self._uow() as uow:
-            return uow.session.get(PaymentOrder, order_no)
+        return self._read(order_no)
+
+    def _read(self, order_no: str) -> PaymentOrder | None:
+        """The order as the store holds it (a plain SELECT; the row as a detached PaymentOrder)."""
+        with self._uow().core() as conn:
+            found = conn.execute(select(_ORDERS).where(_ORDERS.c.order_no == order_no)).first()
+        return None if found is None else PaymentOrder(**found._mapping)
 
     def _state(self, order_no: str) -> PaymentState:
         return PaymentState(self._load(order_no).state)
@@ -1427,6 +1430,21 @@ class PaymentEngine:
 _ORDERS = PaymentOrder.__table__
 _STEPS = PaymentStep.__table__
 _ORDER_COLUMNS = tuple(c.key for c in _ORDERS.c)
+
+
+def _new_order(**values) -> dict[str, Any]:
+    """Every column of a new order: ``values`` and the columns' own defaults for the rest."""
+    row = {}
+    for column in _ORDERS.c:
+        if column.key in values:
+            row[column.key] = values[column.key]
+        elif column.default is None:
+            row[column.key] = None
+        elif column.default.is_callable:
+            row[column.key] = column.default.arg(None)
+        else:
+            row[column.key] = column.default.arg
+    return row
 
 
 def _order_with(row: PaymentOrder, changes: dict[str, Any]) -> PaymentOrder:

@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from medkiosk.adapters.his.port import Admission, HisPatient
 from medkiosk.adapters.insurance.port import Certificate, InsuredPerson, SpecialDisease
@@ -24,6 +24,9 @@ from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.store.models import KioskSession, Patient
 
 log = get_logger(__name__)
+
+_SESSIONS = KioskSession.__table__
+_PATIENTS = Patient.__table__
 
 CATEGORY_LABELS = {
     PatientCategory.LOCAL: "本地医保",
@@ -204,22 +207,32 @@ class SessionService:
     def payer(self, device: AuthenticatedDevice) -> Payer:
         """The live session's payer (raising NoSession); touches the session: paying is activity.
 
-        One transaction: the session row, its touch and the patient's HIS id (every payment request
-        asks, so this is on the hot path).
+        One transaction of plain statements: the session row with the patient's HIS id, and its
+        touch (every payment request asks, so this is on the hot path).
         """
         now = self._clock.now()
-        with self._uow() as uow:
-            uow.without_flush_wait()  # the touch is only the idle clock's start
-            row = self._live_row(uow, device, now)
-            row.last_activity_at = now
-            his_patient_id = uow.session.scalar(select(Patient.his_patient_id).where(Patient.id == row.patient_id))
-            uow.commit()
+        s, p = _SESSIONS.c, _PATIENTS.c
+        with self._uow().core(flush_wait=False) as conn:  # the touch is only the idle clock's start
+            row = conn.execute(select(
+                s.id, s.patient_id, s.category, s.medium, s.insurance_enc, s.started_at, s.last_activity_at,
+                p.his_patient_id).join_from(_SESSIONS, _PATIENTS, s.patient_id == p.id).where(
+                s.device_id == device.id, s.ended_at.is_(None)).order_by(s.started_at.desc()).limit(1)).first()
+            if row is None:
+                raise NoSession()
+            ended = self.session_clock.ended_by(as_utc(row.started_at), as_utc(row.last_activity_at), now)
+            if ended is not None:
+                conn.execute(update(_SESSIONS).where(s.id == row.id).values(ended_at=now, end_reason=ended.value))
+            else:
+                conn.execute(update(_SESSIONS).where(s.id == row.id).values(last_activity_at=now))
+        if ended is not None:
+            log.info("session.expired", device_id=device.id, session_id=row.id, reason=ended.value)
+            raise NoSession(ended)
         insured = certificate = None
         if row.insurance_enc:
             data = json.loads(self._cipher.decrypt("session.insurance", row.insurance_enc))
             insured = insured_from_json(data["person"])
             certificate = certificate_from_json(data["certificate"]) if data["certificate"] else None
-        return Payer(row.id, device.id, row.patient_id, his_patient_id, PatientCategory(row.category),
+        return Payer(row.id, device.id, row.patient_id, row.his_patient_id, PatientCategory(row.category),
                      row.medium, insured, certificate)
 
     @staticmethod
