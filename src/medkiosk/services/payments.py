@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, tzinfo as dt_tzinfo
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, NoResultFound
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
@@ -239,7 +239,7 @@ class PaymentEngine:
                     insurance_enc=insurance, details=details, active_key=active_key,
                     lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now)
                 with self._uow().core() as conn:
-                    conn.execute(insert(_ORDERS).values(**created))
+                    conn.execute(_ORDER_INSERT, created)
                 created = PaymentOrder(**created)
                 break
             except IntegrityError as exc:
@@ -1204,7 +1204,7 @@ class PaymentEngine:
     def _read(self, order_no: str) -> PaymentOrder | None:
         """The order as the store holds it (a plain SELECT; the row as a detached PaymentOrder)."""
         with self._uow().core() as conn:
-            found = conn.execute(select(_ORDERS).where(_ORDERS.c.order_no == order_no)).first()
+            found = conn.execute(_ORDER_BY_NO, {"b_order_no": order_no}).first()
         return None if found is None else PaymentOrder(**found._mapping)
 
     def _state(self, order_no: str) -> PaymentState:
@@ -1276,21 +1276,19 @@ class PaymentEngine:
         values.update(fields)
         values["lease_until"] = now + LEASE  # each step renews it
         values["updated_at"] = now
-        o = _ORDERS.c
         with self._uow().core(flush_wait=not relaxed) as conn:
             if details_patch:
                 # details is the one column written without the lease too (a reprint's count): merge
                 # the patch into it as it stands, under the row lock.
-                details = conn.execute(select(o.details).where(o.order_no == order_no).with_for_update()).scalar()
+                details = conn.execute(_ORDER_DETAILS_LOCKED, {"b_order_no": order_no}).scalar()
                 values["details"] = {**(details or {}), **details_patch}
-            result = conn.execute(update(_ORDERS).where(o.order_no == order_no, o.lease_owner == held[1])
-                                  .values(**values))
+            result = conn.execute(_ORDER_WRITE, {**values, "b_order_no": order_no, "b_token": held[1]})
             if result.rowcount != 1:
                 raise LeaseLost(order_no)
             if finish is not None:
                 self._finish_step(conn, *finish, now=now)
             if begin:
-                conn.execute(insert(_STEPS), [
+                conn.execute(_STEP_INSERT, [
                     {"order_no": order_no, "step": name, "key": key, "status": "started", "detail": detail,
                      "started_at": now, "finished_at": None} for name, key, detail in begin])
         row = _order_with(current, values)
@@ -1300,12 +1298,11 @@ class PaymentEngine:
     @staticmethod
     def _finish_step(conn, key: str, status: str, detail: dict | None, *, now: datetime) -> None:
         """End a journal step (in the caller's transaction); ``detail`` is merged into what it holds."""
-        s = _STEPS.c
-        values: dict[str, Any] = {"status": status, "finished_at": now}
+        values: dict[str, Any] = {"status": status, "finished_at": now, "b_key": key}
         if detail:
-            current = conn.execute(select(s.detail).where(s.key == key)).one()[0]
+            current = conn.execute(_STEP_DETAIL, {"b_key": key}).one()[0]
             values["detail"] = {**(current or {}), **detail}
-        if conn.execute(update(_STEPS).where(s.key == key).values(**values)).rowcount != 1:
+        if conn.execute(_STEP_WRITE, values).rowcount != 1:
             raise NoResultFound(f"no journal step {key!r}")
 
     def _update_unheld(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
@@ -1348,13 +1345,12 @@ class PaymentEngine:
 
     def _begin(self, order_no: str, step: str, key: str, detail: dict, *, reuse: bool = False) -> str:
         now = self._clock.now()
-        s = _STEPS.c
         with self._uow().core() as conn:
-            if reuse and conn.execute(update(_STEPS).where(s.key == key).values(
-                    status="started", finished_at=None)).rowcount == 1:
+            if reuse and conn.execute(_STEP_WRITE, {"status": "started", "finished_at": None,
+                                                    "b_key": key}).rowcount == 1:
                 return key
-            conn.execute(insert(_STEPS).values(order_no=order_no, step=step, key=key, status="started",
-                                               detail=detail, started_at=now, finished_at=None))
+            conn.execute(_STEP_INSERT, {"order_no": order_no, "step": step, "key": key, "status": "started",
+                                        "detail": detail, "started_at": now, "finished_at": None})
         return key
 
     def _end(self, key: str, status: str, detail: dict | None = None) -> None:
@@ -1401,17 +1397,14 @@ class PaymentEngine:
         """Take the order's lease; with it, the row as it stands (so driving starts without a read)."""
         token = self._token()
         give_up = time.monotonic() + wait
-        o = _ORDERS.c
         while True:
             now = self._clock.now()
+            take = {"lease_owner": token, "lease_until": now + LEASE, "b_order_no": order_no, "b_now": now}
             with self._uow().core(flush_wait=False) as conn:
-                taken = update(_ORDERS).where(
-                    o.order_no == order_no, or_(o.lease_until.is_(None), o.lease_until < now),
-                ).values(lease_owner=token, lease_until=now + LEASE)
                 if conn.dialect.update_returning:
-                    found = conn.execute(taken.returning(*_ORDERS.c)).first()
-                elif conn.execute(taken).rowcount == 1:
-                    found = conn.execute(select(_ORDERS).where(o.order_no == order_no)).first()
+                    found = conn.execute(_LEASE_TAKE_RETURNING, take).first()
+                elif conn.execute(_LEASE_TAKE, take).rowcount == 1:
+                    found = conn.execute(_ORDER_BY_NO, {"b_order_no": order_no}).first()
                 else:
                     found = None
             if found is not None:
@@ -1421,15 +1414,31 @@ class PaymentEngine:
             time.sleep(0.05)
 
     def _release(self, order_no: str, token: str) -> None:
-        o = _ORDERS.c
         with self._uow().core(flush_wait=False) as conn:
-            conn.execute(update(_ORDERS).where(o.order_no == order_no, o.lease_owner == token)
-                         .values(lease_owner=None, lease_until=None))
+            conn.execute(_ORDER_WRITE, {"lease_owner": None, "lease_until": None, "b_order_no": order_no,
+                                        "b_token": token})
 
 
 _ORDERS = PaymentOrder.__table__
 _STEPS = PaymentStep.__table__
 _ORDER_COLUMNS = tuple(c.key for c in _ORDERS.c)
+
+# The hot path's statements, built once: a prebuilt statement keeps its cache key, so executing it
+# (values as parameters; an UPDATE sets the columns named in them) skips building and keying it.
+_ORDER_INSERT = insert(_ORDERS)
+_ORDER_BY_NO = select(_ORDERS).where(_ORDERS.c.order_no == bindparam("b_order_no"))
+_ORDER_DETAILS_LOCKED = select(_ORDERS.c.details).where(
+    _ORDERS.c.order_no == bindparam("b_order_no")).with_for_update()
+_ORDER_WRITE = update(_ORDERS).where(_ORDERS.c.order_no == bindparam("b_order_no"),
+                                     _ORDERS.c.lease_owner == bindparam("b_token"))
+"""A write by the lease's holder: no row matches once another worker has taken the lease over."""
+_LEASE_TAKE = update(_ORDERS).where(
+    _ORDERS.c.order_no == bindparam("b_order_no"),
+    or_(_ORDERS.c.lease_until.is_(None), _ORDERS.c.lease_until < bindparam("b_now")))
+_LEASE_TAKE_RETURNING = _LEASE_TAKE.returning(*_ORDERS.c)
+_STEP_INSERT = insert(_STEPS)
+_STEP_DETAIL = select(_STEPS.c.detail).where(_STEPS.c.key == bindparam("b_key"))
+_STEP_WRITE = update(_STEPS).where(_STEPS.c.key == bindparam("b_key"))
 
 
 def _new_order(**values) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from medkiosk.adapters.his.port import Admission, HisPatient
 from medkiosk.adapters.insurance.port import Certificate, InsuredPerson, SpecialDisease
@@ -27,6 +27,14 @@ log = get_logger(__name__)
 
 _SESSIONS = KioskSession.__table__
 _PATIENTS = Patient.__table__
+# Built once (a prebuilt statement keeps its cache key): every payment request asks for its payer.
+_PAYER_ROW = select(
+    _SESSIONS.c.id, _SESSIONS.c.patient_id, _SESSIONS.c.category, _SESSIONS.c.medium, _SESSIONS.c.insurance_enc,
+    _SESSIONS.c.started_at, _SESSIONS.c.last_activity_at, _PATIENTS.c.his_patient_id,
+).join_from(_SESSIONS, _PATIENTS, _SESSIONS.c.patient_id == _PATIENTS.c.id).where(
+    _SESSIONS.c.device_id == bindparam("b_device_id"), _SESSIONS.c.ended_at.is_(None),
+).order_by(_SESSIONS.c.started_at.desc()).limit(1)
+_SESSION_WRITE = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("b_id"))
 
 CATEGORY_LABELS = {
     PatientCategory.LOCAL: "本地医保",
@@ -211,19 +219,15 @@ class SessionService:
         touch (every payment request asks, so this is on the hot path).
         """
         now = self._clock.now()
-        s, p = _SESSIONS.c, _PATIENTS.c
         with self._uow().core(flush_wait=False) as conn:  # the touch is only the idle clock's start
-            row = conn.execute(select(
-                s.id, s.patient_id, s.category, s.medium, s.insurance_enc, s.started_at, s.last_activity_at,
-                p.his_patient_id).join_from(_SESSIONS, _PATIENTS, s.patient_id == p.id).where(
-                s.device_id == device.id, s.ended_at.is_(None)).order_by(s.started_at.desc()).limit(1)).first()
+            row = conn.execute(_PAYER_ROW, {"b_device_id": device.id}).first()
             if row is None:
                 raise NoSession()
             ended = self.session_clock.ended_by(as_utc(row.started_at), as_utc(row.last_activity_at), now)
             if ended is not None:
-                conn.execute(update(_SESSIONS).where(s.id == row.id).values(ended_at=now, end_reason=ended.value))
+                conn.execute(_SESSION_WRITE, {"ended_at": now, "end_reason": ended.value, "b_id": row.id})
             else:
-                conn.execute(update(_SESSIONS).where(s.id == row.id).values(last_activity_at=now))
+                conn.execute(_SESSION_WRITE, {"last_activity_at": now, "b_id": row.id})
         if ended is not None:
             log.info("session.expired", device_id=device.id, session_id=row.id, reason=ended.value)
             raise NoSession(ended)
