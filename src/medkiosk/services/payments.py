@@ -1079,8 +1079,10 @@ class PaymentEngine:
 
     def _own_order(self, device: AuthenticatedDevice, order_no: str) -> PaymentOrder:
         """The order, if it belongs to the patient identified at this kiosk now."""
-        payer = self._sessions.payer(device)
-        order = self._read(order_no)
+        # The order is read in the payer's own transaction: one round of the pool, not two.
+        payer, found = self._sessions.payer_and(
+            device, lambda conn: conn.execute(_ORDER_BY_NO, {"b_order_no": order_no}).first())
+        order = None if found is None else PaymentOrder(**found._mapping)
         if order is None or order.patient_id != payer.patient_row_id:
             raise PaymentRefused("没有找到这笔缴费。", "请返回重新办理", status=404)
         return order

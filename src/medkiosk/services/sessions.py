@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from medkiosk.adapters.his.port import Admission, HisPatient
 from medkiosk.adapters.insurance.port import Certificate, InsuredPerson, SpecialDisease
@@ -24,6 +24,7 @@ from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.store.models import KioskSession, Patient
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 _SESSIONS = KioskSession.__table__
 _PATIENTS = Patient.__table__
@@ -233,7 +234,12 @@ class SessionService:
         One transaction of plain statements: the session row with the patient's HIS id, and its
         touch (every payment request asks, so this is on the hot path).
         """
+        return self.payer_and(device, None)[0]
+
+    def payer_and(self, device: AuthenticatedDevice, read: Callable[[Connection], T] | None) -> tuple[Payer, T | None]:
+        """``payer``, and what ``read`` reads in the same transaction (a request's one other read)."""
         now = self._clock.now()
+        found = None
         with self._uow().core(flush_wait=False) as conn:  # the touch is only the idle clock's start
             row = conn.execute(_PAYER_ROW, {"b_device_id": device.id}).first()
             if row is None:
@@ -243,6 +249,8 @@ class SessionService:
                 conn.execute(_SESSION_WRITE, {"ended_at": now, "end_reason": ended.value, "b_id": row.id})
             else:
                 conn.execute(_SESSION_WRITE, {"last_activity_at": now, "b_id": row.id})
+                if read is not None:
+                    found = read(conn)
         if ended is not None:
             log.info("session.expired", device_id=device.id, session_id=row.id, reason=ended.value)
             raise NoSession(ended)
@@ -252,7 +260,7 @@ class SessionService:
             insured = insured_from_json(data["person"])
             certificate = certificate_from_json(data["certificate"]) if data["certificate"] else None
         return Payer(row.id, device.id, row.patient_id, row.his_patient_id, PatientCategory(row.category),
-                     row.medium, insured, certificate)
+                     row.medium, insured, certificate), found
 
     @staticmethod
     def _open_row(uow, device_id: str) -> KioskSession | None:
