@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from medkiosk.logging import get_logger
@@ -18,6 +18,13 @@ from medkiosk.settings import TerminalType
 from medkiosk.store.models import Device, DeviceNonce, DeviceState
 
 log = get_logger(__name__)
+
+# Every signed request runs these two: built once, so each keeps its cache key.
+_DEVICES = Device.__table__
+_DEVICE_FOR_AUTH = select(
+    _DEVICES.c.id, _DEVICES.c.enabled, _DEVICES.c.public_key, _DEVICES.c.terminal_type, _DEVICES.c.name,
+    _DEVICES.c.location, _DEVICES.c.preview).where(_DEVICES.c.id == bindparam("b_device_id"))
+_NONCE_INSERT = insert(DeviceNonce.__table__)
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
 
@@ -109,30 +116,28 @@ class DeviceService:
             raise DeviceAuthError(exc.reason, exc.detail) from exc
         now = self._clock.now()
         # Every kiosk request comes through here: one transaction, two plain statements (the device's
-        # columns, the nonce), no ORM objects to build or flush.
-        with self._uow() as uow:
-            device = uow.session.execute(select(
-                Device.id, Device.enabled, Device.public_key, Device.terminal_type, Device.name, Device.location,
-                Device.preview).where(Device.id == signed.device_id)).first()
-            if device is None:
-                raise DeviceAuthError("unknown", f"no enrolled device {signed.device_id!r}")
-            if not device.enabled:
-                raise DeviceAuthError("disabled", f"device {device.id} is disabled")
-            try:
-                signing.verify(self._public_key(device.public_key), signed, headers[signing.HEADER_SIGNATURE],
-                               method, path, body, now=now.timestamp(), max_skew=self._max_skew)
-            except signing.SignatureError as exc:
-                raise DeviceAuthError(exc.reason, exc.detail) from exc
-            try:
+        # columns, the nonce) on a plain connection, no ORM session or objects.
+        try:
+            with self._uow().core() as conn:
+                device = conn.execute(_DEVICE_FOR_AUTH, {"b_device_id": signed.device_id}).first()
+                if device is None:
+                    raise DeviceAuthError("unknown", f"no enrolled device {signed.device_id!r}")
+                if not device.enabled:
+                    raise DeviceAuthError("disabled", f"device {device.id} is disabled")
+                try:
+                    signing.verify(self._public_key(device.public_key), signed, headers[signing.HEADER_SIGNATURE],
+                                   method, path, body, now=now.timestamp(), max_skew=self._max_skew)
+                except signing.SignatureError as exc:
+                    raise DeviceAuthError(exc.reason, exc.detail) from exc
                 # Without the flush wait: only a crash of the database server itself could lose a
                 # nonce, and a replay would then still have to fall inside the skew window.
-                uow.without_flush_wait()
-                uow.session.execute(insert(DeviceNonce).values(device_id=device.id, nonce=signed.nonce, seen_at=now))
-                uow.commit()
-            except IntegrityError as exc:
-                raise DeviceAuthError("replayed", "nonce already used") from exc
-            return AuthenticatedDevice(device.id, TerminalType(device.terminal_type), device.name,
-                                       device.location, device.preview)
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                conn.execute(_NONCE_INSERT, {"device_id": device.id, "nonce": signed.nonce, "seen_at": now})
+        except IntegrityError as exc:
+            raise DeviceAuthError("replayed", "nonce already used") from exc
+        return AuthenticatedDevice(device.id, TerminalType(device.terminal_type), device.name,
+                                   device.location, device.preview)
 
     def _public_key(self, text: str) -> signing.Ed25519PublicKey:
         """The parsed key for a stored key text (a re-keyed device has a new text, so a new entry)."""

@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta, tzinfo as dt_tzinfo
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, NoResultFound
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused, UpstreamUnknown
 from medkiosk.adapters.insurance.port import FeeItem, SettlementRequest
@@ -231,15 +231,16 @@ class PaymentEngine:
         token = self._token()
         for attempt in (1, 2):
             try:
-                with self._uow() as uow:
-                    uow.session.add(PaymentOrder(
-                        order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
-                        device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
-                        his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
-                        category=payer.category.value, state=PaymentState.CREATED.value, his_total=his_total,
-                        insurance_enc=insurance, details=details, active_key=active_key,
-                        lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now))
-                    uow.commit()
+                created = _new_order(
+                    order_no=order_no, patient_id=payer.patient_row_id, his_patient_id=payer.his_patient_id,
+                    device_id=device.id, session_id=payer.session_id, visit_no=visit.visit_no,
+                    his_order_nos=sorted({i.order_no for i in items}), mode=mode.value,
+                    category=payer.category.value, state=PaymentState.CREATED.value, his_total=his_total,
+                    insurance_enc=insurance, details=details, active_key=active_key,
+                    lease_owner=token, lease_until=now + LEASE, created_at=now, updated_at=now)
+                with self._uow().core() as conn:
+                    conn.execute(_ORDER_INSERT, created)
+                created = PaymentOrder(**created)
                 break
             except IntegrityError as exc:
                 # The visit has an order in flight (its unique active key): end it if no money can
@@ -249,7 +250,8 @@ class PaymentEngine:
                                          "请稍后在“缴费记录”中查看，或到人工窗口咨询", status=409) from exc
         log.info("payment.created", order_no=order_no, device_id=device.id, mode=mode.value,
                  his_total=str(his_total))
-        with self._driving(order_no, token=token):
+        # The row as inserted (every column given) starts the lease's cache: no read.
+        with self._driving(order_no, token=token, row=created):
             self._presettle(order_no, recheck)
             last = self._load(order_no)  # our last write: no read after the lease is let go
         return self._order_json(last)
@@ -541,9 +543,7 @@ class PaymentEngine:
             raise PaymentRefused("暂时无法获取电子票据，请稍后再试。", "可稍后在“缴费记录”中打印", status=503) from exc
 
     def view(self, device: AuthenticatedDevice | None, order_no: str) -> dict[str, Any]:
-        with self._uow() as uow:
-            order = uow.session.get(PaymentOrder, order_no)
-            return self._order_json(order)
+        return self._order_json(self._read(order_no))
 
     # ============================================================================================
     # driving the machine
@@ -1079,12 +1079,13 @@ class PaymentEngine:
 
     def _own_order(self, device: AuthenticatedDevice, order_no: str) -> PaymentOrder:
         """The order, if it belongs to the patient identified at this kiosk now."""
-        payer = self._sessions.payer(device)
-        with self._uow() as uow:
-            order = uow.session.get(PaymentOrder, order_no)
-            if order is None or order.patient_id != payer.patient_row_id:
-                raise PaymentRefused("没有找到这笔缴费。", "请返回重新办理", status=404)
-            return order
+        # The order is read in the payer's own transaction: one round of the pool, not two.
+        payer, found = self._sessions.payer_and(
+            device, lambda conn: conn.execute(_ORDER_BY_NO, {"b_order_no": order_no}).first())
+        order = None if found is None else PaymentOrder(**found._mapping)
+        if order is None or order.patient_id != payer.patient_row_id:
+            raise PaymentRefused("没有找到这笔缴费。", "请返回重新办理", status=404)
+        return order
 
     def _insurance_of(self, order: PaymentOrder):
         data = json.loads(self._cipher.decrypt("payment.insurance", order.insurance_enc))
@@ -1151,9 +1152,9 @@ class PaymentEngine:
     def _invoice_request(self, order: PaymentOrder, key: str):
         from medkiosk.adapters.einvoice.port import InvoiceRequest
 
-        with self._uow() as uow:
-            patient = uow.session.get(Patient, order.patient_id)
-            payer_name = self._cipher.decrypt("patient.name", patient.name_enc)
+        with self._uow().core() as conn:
+            name_enc = conn.execute(select(Patient.name_enc).where(Patient.id == order.patient_id)).scalar_one()
+        payer_name = self._cipher.decrypt("patient.name", name_enc)
         insurance_type = None
         if order.mode == PaymentMode.INSURANCE.value:
             person, _ = self._insurance_of(order)
@@ -1200,8 +1201,13 @@ class PaymentEngine:
         held = _HELD.get()
         if held is not None and held[0] == order_no and held[2]:
             return held[2][0]
-        with self._uow() as uow:
-            return uow.session.get(PaymentOrder, order_no)
+        return self._read(order_no)
+
+    def _read(self, order_no: str) -> PaymentOrder | None:
+        """The order as the store holds it (a plain SELECT; the row as a detached PaymentOrder)."""
+        with self._uow().core() as conn:
+            found = conn.execute(_ORDER_BY_NO, {"b_order_no": order_no}).first()
+        return None if found is None else PaymentOrder(**found._mapping)
 
     def _state(self, order_no: str) -> PaymentState:
         return PaymentState(self._load(order_no).state)
@@ -1252,6 +1258,60 @@ class PaymentEngine:
         ``relaxed`` commits without waiting for the disk flush: only for a write that recovery
         redoes idempotently if a crash loses it — never one that precedes an external call.
         """
+        held = _HELD.get()
+        if held is None or held[0] != order_no or not held[2]:
+            return self._update_unheld(order_no, target=target, details_patch=details_patch, begin=begin,
+                                       finish=finish, relaxed=relaxed, **fields)
+        # Under our lease nobody else drives the order, so the row our last write left (held[2]) is
+        # its state: the transitions are checked against it and only the changed columns are
+        # written, by plain statements. The write is fenced by the lease's token in its WHERE
+        # clause: no row matched means the lease was taken over, and nothing is written.
+        now = self._clock.now()
+        current = held[2][0]
+        values: dict[str, Any] = {}
+        state = current.state
+        for step_target in ([] if target is None else [target] if isinstance(target, PaymentState) else target):
+            state = check_transition(PaymentState(state), step_target).value
+            values["state"] = state
+            if step_target in TERMINAL_STATES:
+                values["active_key"] = None
+        values.update(fields)
+        values["lease_until"] = now + LEASE  # each step renews it
+        values["updated_at"] = now
+        with self._uow().core(flush_wait=not relaxed) as conn:
+            if details_patch:
+                # details is the one column written without the lease too (a reprint's count): merge
+                # the patch into it as it stands, under the row lock.
+                details = conn.execute(_ORDER_DETAILS_LOCKED, {"b_order_no": order_no}).scalar()
+                values["details"] = {**(details or {}), **details_patch}
+            result = conn.execute(_ORDER_WRITE, {**values, "b_order_no": order_no, "b_token": held[1]})
+            if result.rowcount != 1:
+                raise LeaseLost(order_no)
+            if finish is not None:
+                self._finish_step(conn, *finish, now=now)
+            if begin:
+                conn.execute(_STEP_INSERT, [
+                    {"order_no": order_no, "step": name, "key": key, "status": "started", "detail": detail,
+                     "started_at": now, "finished_at": None} for name, key, detail in begin])
+        row = _order_with(current, values)
+        held[2][:] = [row]
+        return row
+
+    @staticmethod
+    def _finish_step(conn, key: str, status: str, detail: dict | None, *, now: datetime) -> None:
+        """End a journal step (in the caller's transaction); ``detail`` is merged into what it holds."""
+        values: dict[str, Any] = {"status": status, "finished_at": now, "b_key": key}
+        if detail:
+            current = conn.execute(_STEP_DETAIL, {"b_key": key}).one()[0]
+            values["detail"] = {**(current or {}), **detail}
+        if conn.execute(_STEP_WRITE, values).rowcount != 1:
+            raise NoResultFound(f"no journal step {key!r}")
+
+    def _update_unheld(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
+                       details_patch: dict | None = None,
+                       begin: list[tuple[str, str, dict]] = (), finish: tuple[str, str, dict | None] | None = None,
+                       relaxed: bool = False, **fields) -> PaymentOrder:
+        """``_update`` without a lease's row to start from: the row is read and locked first."""
         now = self._clock.now()
         with self._uow() as uow:
             if relaxed:
@@ -1286,26 +1346,18 @@ class PaymentEngine:
         return row
 
     def _begin(self, order_no: str, step: str, key: str, detail: dict, *, reuse: bool = False) -> str:
-        with self._uow() as uow:
-            if reuse:
-                existing = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == key)).first()
-                if existing is not None:
-                    existing.status, existing.finished_at = "started", None
-                    uow.commit()
-                    return key
-            uow.session.add(PaymentStep(order_no=order_no, step=step, key=key, status="started", detail=detail,
-                                        started_at=self._clock.now()))
-            uow.commit()
+        now = self._clock.now()
+        with self._uow().core() as conn:
+            if reuse and conn.execute(_STEP_WRITE, {"status": "started", "finished_at": None,
+                                                    "b_key": key}).rowcount == 1:
+                return key
+            conn.execute(_STEP_INSERT, {"order_no": order_no, "step": step, "key": key, "status": "started",
+                                        "detail": detail, "started_at": now, "finished_at": None})
         return key
 
     def _end(self, key: str, status: str, detail: dict | None = None) -> None:
-        with self._uow() as uow:
-            step = uow.session.scalars(select(PaymentStep).where(PaymentStep.key == key)).one()
-            step.status = status
-            step.finished_at = self._clock.now()
-            if detail:
-                step.detail = {**step.detail, **detail}
-            uow.commit()
+        with self._uow().core() as conn:
+            self._finish_step(conn, key, status, detail, now=self._clock.now())
 
     def _sold_at(self, order: PaymentOrder) -> datetime:
         """When the POS approved the card sale: its own time as reported, else when the report came."""
@@ -1322,13 +1374,13 @@ class PaymentEngine:
         return f"{self._owner}-{secrets.token_hex(4)}"
 
     @contextmanager
-    def _driving(self, order_no: str, *, wait: float = 0.0, token: str | None = None) -> Iterator[bool]:
+    def _driving(self, order_no: str, *, wait: float = 0.0, token: str | None = None,
+                 row: PaymentOrder | None = None) -> Iterator[bool]:
         """Hold the order's lease for the block (yields False when someone else drives it).
 
         The lease belongs to this block, not to the engine: two requests of one process, or a
         request and the recovery worker, never drive one order at once.
         """
-        row = None
         if token is None:
             token, row = self._lease(order_no, wait=wait)
         if token is None:
@@ -1349,24 +1401,65 @@ class PaymentEngine:
         give_up = time.monotonic() + wait
         while True:
             now = self._clock.now()
-            with self._uow() as uow:
-                uow.without_flush_wait()
-                result = uow.session.execute(update(PaymentOrder).where(
-                    PaymentOrder.order_no == order_no,
-                    or_(PaymentOrder.lease_until.is_(None), PaymentOrder.lease_until < now),
-                ).values(lease_owner=token, lease_until=now + LEASE))
-                row = uow.session.get(PaymentOrder, order_no) if result.rowcount == 1 else None
-                uow.commit()
-            if row is not None:
-                return token, row
+            take = {"lease_owner": token, "lease_until": now + LEASE, "b_order_no": order_no, "b_now": now}
+            with self._uow().core(flush_wait=False) as conn:
+                if conn.dialect.update_returning:
+                    found = conn.execute(_LEASE_TAKE_RETURNING, take).first()
+                elif conn.execute(_LEASE_TAKE, take).rowcount == 1:
+                    found = conn.execute(_ORDER_BY_NO, {"b_order_no": order_no}).first()
+                else:
+                    found = None
+            if found is not None:
+                return token, PaymentOrder(**found._mapping)
             if time.monotonic() >= give_up:
                 return None, None
             time.sleep(0.05)
 
     def _release(self, order_no: str, token: str) -> None:
-        with self._uow() as uow:
-            uow.without_flush_wait()
-            uow.session.execute(update(PaymentOrder).where(
-                PaymentOrder.order_no == order_no, PaymentOrder.lease_owner == token
-            ).values(lease_owner=None, lease_until=None))
-            uow.commit()
+        with self._uow().core(flush_wait=False) as conn:
+            conn.execute(_ORDER_WRITE, {"lease_owner": None, "lease_until": None, "b_order_no": order_no,
+                                        "b_token": token})
+
+
+_ORDERS = PaymentOrder.__table__
+_STEPS = PaymentStep.__table__
+_ORDER_COLUMNS = tuple(c.key for c in _ORDERS.c)
+
+# The hot path's statements, built once: a prebuilt statement keeps its cache key, so executing it
+# (values as parameters; an UPDATE sets the columns named in them) skips building and keying it.
+_ORDER_INSERT = insert(_ORDERS)
+_ORDER_BY_NO = select(_ORDERS).where(_ORDERS.c.order_no == bindparam("b_order_no"))
+_ORDER_DETAILS_LOCKED = select(_ORDERS.c.details).where(
+    _ORDERS.c.order_no == bindparam("b_order_no")).with_for_update()
+_ORDER_WRITE = update(_ORDERS).where(_ORDERS.c.order_no == bindparam("b_order_no"),
+                                     _ORDERS.c.lease_owner == bindparam("b_token"))
+"""A write by the lease's holder: no row matches once another worker has taken the lease over."""
+_LEASE_TAKE = update(_ORDERS).where(
+    _ORDERS.c.order_no == bindparam("b_order_no"),
+    or_(_ORDERS.c.lease_until.is_(None), _ORDERS.c.lease_until < bindparam("b_now")))
+_LEASE_TAKE_RETURNING = _LEASE_TAKE.returning(*_ORDERS.c)
+_STEP_INSERT = insert(_STEPS)
+_STEP_DETAIL = select(_STEPS.c.detail).where(_STEPS.c.key == bindparam("b_key"))
+_STEP_WRITE = update(_STEPS).where(_STEPS.c.key == bindparam("b_key"))
+
+
+def _new_order(**values) -> dict[str, Any]:
+    """Every column of a new order: ``values`` and the columns' own defaults for the rest."""
+    row = {}
+    for column in _ORDERS.c:
+        if column.key in values:
+            row[column.key] = values[column.key]
+        elif column.default is None:
+            row[column.key] = None
+        elif column.default.is_callable:
+            row[column.key] = column.default.arg(None)
+        else:
+            row[column.key] = column.default.arg
+    return row
+
+
+def _order_with(row: PaymentOrder, changes: dict[str, Any]) -> PaymentOrder:
+    """A new (detached) order: ``row``'s columns with ``changes`` — what the store now holds after a write."""
+    data = {name: getattr(row, name) for name in _ORDER_COLUMNS}
+    data.update(changes)
+    return PaymentOrder(**data)

@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from medkiosk.adapters.his.port import Admission, HisPatient
 from medkiosk.adapters.insurance.port import Certificate, InsuredPerson, SpecialDisease
@@ -24,6 +24,27 @@ from medkiosk.services.devices import AuthenticatedDevice
 from medkiosk.store.models import KioskSession, Patient
 
 log = get_logger(__name__)
+T = TypeVar("T")
+
+_SESSIONS = KioskSession.__table__
+_PATIENTS = Patient.__table__
+# Built once (a prebuilt statement keeps its cache key): every payment request asks for its payer.
+_PAYER_ROW = select(
+    _SESSIONS.c.id, _SESSIONS.c.patient_id, _SESSIONS.c.category, _SESSIONS.c.medium, _SESSIONS.c.insurance_enc,
+    _SESSIONS.c.started_at, _SESSIONS.c.last_activity_at, _PATIENTS.c.his_patient_id,
+).join_from(_SESSIONS, _PATIENTS, _SESSIONS.c.patient_id == _PATIENTS.c.id).where(
+    _SESSIONS.c.device_id == bindparam("b_device_id"), _SESSIONS.c.ended_at.is_(None),
+).order_by(_SESSIONS.c.started_at.desc()).limit(1)
+_SESSION_WRITE = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("b_id"))
+_SESSION_INSERT = insert(_SESSIONS)
+_OPEN_SESSION_ID = select(_SESSIONS.c.id).where(
+    _SESSIONS.c.device_id == bindparam("b_device_id"), _SESSIONS.c.ended_at.is_(None),
+).order_by(_SESSIONS.c.started_at.desc()).limit(1)
+_SESSIONS_REPLACED = update(_SESSIONS).where(_SESSIONS.c.device_id == bindparam("b_device_id"),
+                                             _SESSIONS.c.ended_at.is_(None))
+_PATIENT_ID = select(_PATIENTS.c.id).where(_PATIENTS.c.his_patient_id == bindparam("b_his_patient_id"))
+_PATIENT_INSERT = insert(_PATIENTS)
+_PATIENT_WRITE = update(_PATIENTS).where(_PATIENTS.c.id == bindparam("b_id"))
 
 CATEGORY_LABELS = {
     PatientCategory.LOCAL: "本地医保",
@@ -141,25 +162,32 @@ class SessionService:
         if admission is not None:
             view_patient["admission"] = {"ward": admission.ward, "bed": admission.bed,
                                          "department": admission.department}
-        with self._uow() as uow:
-            row = self._upsert_patient(uow, patient, now)
-            for old in uow.session.scalars(select(KioskSession).where(
-                    KioskSession.device_id == device.id, KioskSession.ended_at.is_(None))):
-                old.ended_at, old.end_reason = now, SessionEnd.REPLACED.value
-            insurance = None
-            if insured is not None:
-                insurance = self._cipher.encrypt("session.insurance", json.dumps({
-                    "person": insured_to_json(insured),
-                    "certificate": certificate_to_json(certificate) if certificate else None}))
-            session = KioskSession(
-                id=str(uuid.uuid4()), device_id=device.id, patient_id=row.id, medium=medium,
-                category=category.value, insured_region=insured.insured_region if insured else "",
-                insurance_enc=insurance, started_at=now, last_activity_at=now,
-                view={"patient": view_patient, "medium": medium, "medium_label": medium_label,
-                      "category": category.value, "category_label": CATEGORY_LABELS[category], "notices": notices})
-            uow.session.add(session)
-            uow.commit()
-            return self._view(session, now)
+        insurance = None
+        if insured is not None:
+            insurance = self._cipher.encrypt("session.insurance", json.dumps({
+                "person": insured_to_json(insured),
+                "certificate": certificate_to_json(certificate) if certificate else None}))
+        patient_columns = self._patient_columns(patient, now)
+        # One transaction of plain statements: the patient, the device's earlier session ended as
+        # replaced, the new session.
+        with self._uow().core() as conn:
+            patient_id = conn.execute(_PATIENT_ID, {"b_his_patient_id": patient.patient_id}).scalar()
+            if patient_id is None:
+                patient_id = conn.execute(_PATIENT_INSERT, {**patient_columns, "created_at": now}).inserted_primary_key[0]
+            else:
+                conn.execute(_PATIENT_WRITE, {**patient_columns, "b_id": patient_id})
+            conn.execute(_SESSIONS_REPLACED, {"ended_at": now, "end_reason": SessionEnd.REPLACED.value,
+                                              "b_device_id": device.id})
+            session = {
+                "id": str(uuid.uuid4()), "device_id": device.id, "patient_id": patient_id, "medium": medium,
+                "category": category.value, "insured_region": insured.insured_region if insured else "",
+                "insurance_enc": insurance, "started_at": now, "last_activity_at": now,
+                "view": {"patient": view_patient, "medium": medium, "medium_label": medium_label,
+                         "category": category.value, "category_label": CATEGORY_LABELS[category],
+                         "notices": notices},
+                "ended_at": None, "end_reason": None}
+            conn.execute(_SESSION_INSERT, session)
+        return self._view(KioskSession(**session), now)
 
     # -- living ---------------------------------------------------------------------------------
     def current(self, device: AuthenticatedDevice, *, touch: bool = False) -> SessionView:
@@ -192,35 +220,47 @@ class SessionService:
 
     def end(self, device: AuthenticatedDevice, reason: SessionEnd = SessionEnd.LOGOUT) -> bool:
         now = self._clock.now()
-        with self._uow() as uow:
-            row = self._open_row(uow, device.id)
-            if row is None:
+        with self._uow().core() as conn:
+            session_id = conn.execute(_OPEN_SESSION_ID, {"b_device_id": device.id}).scalar()
+            if session_id is None:
                 return False
-            row.ended_at, row.end_reason = now, reason.value
-            uow.commit()
-            log.info("session.ended", device_id=device.id, session_id=row.id, reason=reason.value)
-            return True
+            conn.execute(_SESSION_WRITE, {"ended_at": now, "end_reason": reason.value, "b_id": session_id})
+        log.info("session.ended", device_id=device.id, session_id=session_id, reason=reason.value)
+        return True
 
     def payer(self, device: AuthenticatedDevice) -> Payer:
         """The live session's payer (raising NoSession); touches the session: paying is activity.
 
-        One transaction: the session row, its touch and the patient's HIS id (every payment request
-        asks, so this is on the hot path).
+        One transaction of plain statements: the session row with the patient's HIS id, and its
+        touch (every payment request asks, so this is on the hot path).
         """
+        return self.payer_and(device, None)[0]
+
+    def payer_and(self, device: AuthenticatedDevice, read: Callable[[Connection], T] | None) -> tuple[Payer, T | None]:
+        """``payer``, and what ``read`` reads in the same transaction (a request's one other read)."""
         now = self._clock.now()
-        with self._uow() as uow:
-            uow.without_flush_wait()  # the touch is only the idle clock's start
-            row = self._live_row(uow, device, now)
-            row.last_activity_at = now
-            his_patient_id = uow.session.scalar(select(Patient.his_patient_id).where(Patient.id == row.patient_id))
-            uow.commit()
+        found = None
+        with self._uow().core(flush_wait=False) as conn:  # the touch is only the idle clock's start
+            row = conn.execute(_PAYER_ROW, {"b_device_id": device.id}).first()
+            if row is None:
+                raise NoSession()
+            ended = self.session_clock.ended_by(as_utc(row.started_at), as_utc(row.last_activity_at), now)
+            if ended is not None:
+                conn.execute(_SESSION_WRITE, {"ended_at": now, "end_reason": ended.value, "b_id": row.id})
+            else:
+                conn.execute(_SESSION_WRITE, {"last_activity_at": now, "b_id": row.id})
+                if read is not None:
+                    found = read(conn)
+        if ended is not None:
+            log.info("session.expired", device_id=device.id, session_id=row.id, reason=ended.value)
+            raise NoSession(ended)
         insured = certificate = None
         if row.insurance_enc:
             data = json.loads(self._cipher.decrypt("session.insurance", row.insurance_enc))
             insured = insured_from_json(data["person"])
             certificate = certificate_from_json(data["certificate"]) if data["certificate"] else None
-        return Payer(row.id, device.id, row.patient_id, his_patient_id, PatientCategory(row.category),
-                     row.medium, insured, certificate)
+        return Payer(row.id, device.id, row.patient_id, row.his_patient_id, PatientCategory(row.category),
+                     row.medium, insured, certificate), found
 
     @staticmethod
     def _open_row(uow, device_id: str) -> KioskSession | None:
@@ -236,17 +276,13 @@ class SessionService:
                            clock.seconds_left(as_utc(row.started_at), as_utc(row.last_activity_at), now),
                            int(clock.idle.total_seconds()), int(clock.warn.total_seconds()))
 
-    def _upsert_patient(self, uow, patient: HisPatient, now) -> Patient:
-        row = uow.session.scalar(select(Patient).where(Patient.his_patient_id == patient.patient_id))
-        if row is None:
-            row = Patient(his_patient_id=patient.patient_id, created_at=now)
-            uow.session.add(row)
-        row.name_enc = self._cipher.encrypt("patient.name", patient.name)
-        row.id_number_enc = self._cipher.encrypt("patient.id_number", patient.id_number)
-        row.id_number_hash = self._cipher.lookup_hash("id_number", patient.id_number) if patient.id_number else None
-        row.phone_enc = self._cipher.encrypt("patient.phone", patient.phone)
-        row.gender = patient.gender or ""
-        row.birth_date = patient.birth_date
-        row.updated_at = now
-        uow.session.flush()
-        return row
+
+    def _patient_columns(self, patient: HisPatient, now) -> dict[str, Any]:
+        """The patient's row as identification writes it (identifiers encrypted, the ID number's lookup hash)."""
+        return {
+            "his_patient_id": patient.patient_id,
+            "name_enc": self._cipher.encrypt("patient.name", patient.name),
+            "id_number_enc": self._cipher.encrypt("patient.id_number", patient.id_number),
+            "id_number_hash": self._cipher.lookup_hash("id_number", patient.id_number) if patient.id_number else None,
+            "phone_enc": self._cipher.encrypt("patient.phone", patient.phone),
+            "gender": patient.gender or "", "birth_date": patient.birth_date, "updated_at": now}

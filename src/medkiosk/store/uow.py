@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -41,3 +45,15 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         self.session.rollback()
+
+    @contextmanager
+    def core(self, *, flush_wait: bool = True) -> Iterator[Connection]:
+        """One transaction on a plain connection, for Core statements on a hot path (no ORM session
+        to build, no objects to track or flush): committed when the block ends, rolled back if it raises.
+
+        ``flush_wait=False`` is ``without_flush_wait`` for this transaction, with the same limits.
+        """
+        with self._session_factory.kw["bind"].begin() as connection:
+            if not flush_wait and connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            yield connection
