@@ -11,7 +11,6 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
 
 from medkiosk.agent.pos import BATCHES
@@ -20,20 +19,7 @@ from medkiosk.services.reconciliation import ReconciliationService
 from medkiosk.store.models import PaymentOrder
 from medkiosk.store.models_pos import PosSettlementBatch
 
-from test_bank_card import CardWorld
-
-
-@pytest.fixture
-def world(database_url, tmp_path):
-    from medkiosk.demo import start_stack
-    from medkiosk.settings import Settings
-
-    stack = start_stack(Settings(database_url=database_url, var_dir=tmp_path, recovery_seconds=0,
-                                 upstream_timeout_seconds=2), agent_overrides={"heartbeat_seconds": 0.3})
-    try:
-        yield CardWorld(stack)
-    finally:
-        stack.stop()
+from test_bank_card import CardWorld, world  # noqa: F401  (fixture: a stack with a card-paying agent)
 
 
 def pay_by_card(world, persona: str = "self_pay") -> dict:
