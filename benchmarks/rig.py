@@ -16,13 +16,14 @@ from pathlib import Path
 
 import httpx
 
-from medkiosk.serving import free_port
+from medkiosk.serving import KEEP_ALIVE_SECONDS, free_port
 
 SIMULATORS = {"his": "medkiosk.simulators.his.app", "insurance": "medkiosk.simulators.insurance.app",
               "payment": "medkiosk.simulators.payment.app", "einvoice": "medkiosk.simulators.einvoice.app"}
 LAUNCH = ("import sys, uvicorn; from {module} import create_app; "
+          "from medkiosk.serving import KEEP_ALIVE_SECONDS; "
           "uvicorn.run(create_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning', "
-          "access_log=False, timeout_keep_alive=75)")
+          "access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)")
 
 
 def service_app():
@@ -128,7 +129,8 @@ def start_service(logs: Path, processes: dict[str, subprocess.Popen], *, databas
     processes["service"] = spawn(
         [sys.executable, "-m", "uvicorn", "--factory", "rig:service_app", "--app-dir",
          str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-         "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "75", "--backlog", "4096"],
+         "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
+         "--backlog", "4096"],
         logs / "service.log", env)
     service = f"http://127.0.0.1:{port}"
     wait_until_up(service + "/readyz", processes["service"])

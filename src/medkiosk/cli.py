@@ -69,17 +69,19 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None),
     import uvicorn
 
     from medkiosk.api.app import create_app
+    from medkiosk.serving import KEEP_ALIVE_SECONDS
 
     settings = _settings()
     host, port = host or settings.host, port or settings.port
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,
+                    timeout_keep_alive=KEEP_ALIVE_SECONDS)
         return
     # Each worker builds its own service from the environment: the service keeps nothing between
     # requests that another process needs (orders, leases and sessions are in the database; a
     # worker that did not show the bills reads them from HIS again), like copies behind a balancer.
     uvicorn.run("medkiosk.cli:worker_app", factory=True, workers=workers, host=host, port=port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 def worker_app():
@@ -106,12 +108,14 @@ def sim(name: SimulatorName, host: str = typer.Option("127.0.0.1"), port: int = 
     import uvicorn
 
     from medkiosk.logging import configure_logging
+    from medkiosk.serving import KEEP_ALIVE_SECONDS
     from medkiosk.simulators import registry
 
     configure_logging()
     port = port or SIMULATOR_PORTS[name]
     typer.echo(f"{name.value} simulator: http://{host}:{port}  (control: http://{host}:{port}/__sim__/)")
-    uvicorn.run(registry.create(name.value), host=host, port=port, log_level="warning")
+    uvicorn.run(registry.create(name.value), host=host, port=port, log_level="warning",
+                timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
 
 @db_app.command("upgrade")

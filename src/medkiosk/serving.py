@@ -9,6 +9,12 @@ from dataclasses import dataclass
 
 import uvicorn
 
+# How long our servers keep an idle HTTP connection open. It must outlast the clients' own idle
+# expiry (httpx: 5 s), or a client can send a request on a connection the server is closing at
+# that moment and get no reply: a read that may or may not have happened, shown to the patient as
+# "outcome unknown". uvicorn's default is exactly 5 s. 75 s is what nginx and most balancers use.
+KEEP_ALIVE_SECONDS = 75
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
@@ -39,7 +45,7 @@ def start_in_thread(app, *, host: str = "127.0.0.1", port: int = 0, name: str = 
     """Start ``app`` and return once it accepts connections (port 0 picks a free one)."""
     port = port or free_port(host)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=2)
+                            lifespan="on", timeout_graceful_shutdown=2, timeout_keep_alive=KEEP_ALIVE_SECONDS)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"{name}:{port}", daemon=True)
     thread.start()

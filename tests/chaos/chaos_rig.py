@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from medkiosk.domain.identity import make_id_number
-from medkiosk.serving import free_port
+from medkiosk.serving import KEEP_ALIVE_SECONDS, free_port
 from medkiosk.simulators.his.data import CATALOG
 
 from kiosk_client import Kiosk
@@ -65,8 +65,9 @@ class ChaosConfig:
 SIMULATOR_MODULES = {"his": "medkiosk.simulators.his.app", "insurance": "medkiosk.simulators.insurance.app",
                      "payment": "medkiosk.simulators.payment.app", "einvoice": "medkiosk.simulators.einvoice.app"}
 SIMULATOR_LAUNCH = ("import sys, uvicorn; from {module} import create_app; "
+                    "from medkiosk.serving import KEEP_ALIVE_SECONDS; "
                     "uvicorn.run(create_app(seed=int(sys.argv[2])), host='127.0.0.1', port=int(sys.argv[1]), "
-                    "log_level='warning', access_log=False, timeout_keep_alive=75)")
+                    "log_level='warning', access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS)")
 
 
 class Simulators:
@@ -412,7 +413,7 @@ class ServiceProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--factory", "chaos_service:create_app", "--host", "127.0.0.1",
                  "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
-                 "--no-access-log", "--timeout-keep-alive", "75"],
+                 "--no-access-log", "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.starts += 1
         deadline = time.monotonic() + timeout

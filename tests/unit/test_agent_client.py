@@ -88,3 +88,38 @@ def test_transport_failures_become_service_unavailable_saying_whether_the_outcom
     with pytest.raises(ServiceUnavailable) as raised:
         client.post("/api/device/heartbeat", {})
     assert raised.value.outcome_unknown is unknown
+
+
+def flaky_client(key, seen: list[httpx.Request], failures: int) -> ServiceClient:
+    """A service that drops the first ``failures`` requests unanswered, as when it closes an idle
+    pooled connection just as the agent reuses it."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) <= failures:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"session": None})
+
+    return ServiceClient("http://service.test", DeviceSigner("K001", key), transport=httpx.MockTransport(handler))
+
+
+def test_a_read_dropped_on_a_closing_connection_is_asked_again_freshly_signed(key):
+    seen: list[httpx.Request] = []
+    with flaky_client(key, seen, failures=1) as client:
+        assert client.get("/api/kiosk/session").json() == {"session": None}
+    assert len(seen) == 2
+    verify(key, seen[1])
+    assert seen[0].headers[signing.HEADER_NONCE] != seen[1].headers[signing.HEADER_NONCE]
+
+
+def test_a_read_dropped_twice_is_an_unknown_outcome(key):
+    seen: list[httpx.Request] = []
+    with flaky_client(key, seen, failures=2) as client, pytest.raises(ServiceUnavailable) as raised:
+        client.get("/api/kiosk/session")
+    assert raised.value.outcome_unknown and len(seen) == 2
+
+
+def test_a_write_dropped_unanswered_is_not_sent_again(key):
+    seen: list[httpx.Request] = []
+    with flaky_client(key, seen, failures=1) as client, pytest.raises(ServiceUnavailable) as raised:
+        client.post("/api/kiosk/payments", {"visit": "V1"})
+    assert raised.value.outcome_unknown and len(seen) == 1

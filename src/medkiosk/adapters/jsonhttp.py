@@ -20,6 +20,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from medkiosk.adapters.errors import UpstreamNotFound, UpstreamRefused, UpstreamUnknown
+from medkiosk.httpclient import send
 from medkiosk.metrics import UPSTREAM_ERRORS, Outcome, record_upstream
 
 # Statuses that say "try again later" rather than "no".
@@ -59,7 +60,7 @@ class JsonHttpClient:
         about = f"{operation} {key}" if key else operation
         started = time.monotonic()
         try:
-            response = self._http.request(method, path, params=params, json=payload)
+            response = send(self._http, method, path, params=params, json=payload)
         except httpx.TimeoutException as exc:
             self._log.warning("%s %s: timed out after %.0f ms", self.system, about, _ms(started))
             record_upstream(self.system, operation, Outcome.UNKNOWN, started, kind="timeout")

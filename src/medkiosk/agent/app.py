@@ -387,9 +387,11 @@ def run_agent(settings: AgentSettings | None = None) -> None:
     import structlog
     import uvicorn
 
+    from medkiosk.serving import KEEP_ALIVE_SECONDS
+
     settings = settings or AgentSettings()
     if not structlog.is_configured():  # the CLI configures logging before it calls us
         configure_logging()
     app = create_agent_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=3)
+                timeout_graceful_shutdown=3, timeout_keep_alive=KEEP_ALIVE_SECONDS)

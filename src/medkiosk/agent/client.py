@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from medkiosk.httpclient import send
 from medkiosk.security.signing import DeviceSigner
 
 
@@ -57,7 +58,8 @@ class ServiceClient:
         if not path.startswith("/"):
             raise ValueError("path must start with /")
         try:
-            return self._http.request(method, path, json=json, content=content, params=params, headers=headers)
+            # A read dropped unanswered is asked once more, signed anew (medkiosk.httpclient).
+            return send(self._http, method, path, json=json, content=content, params=params, headers=headers)
         except httpx.ConnectError as exc:
             raise ServiceUnavailable(f"cannot connect to {self.service_url}: {exc}", outcome_unknown=False) from exc
         except httpx.ConnectTimeout as exc:
