@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from medkiosk.services.queues import NewEntry
 from medkiosk.settings import TerminalType
-from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.models_queues import QueueCall, QueueEntryRow
 
 from kiosk_client import Kiosk

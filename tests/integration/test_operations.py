@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socketserver
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -6,8 +6,7 @@ from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
-from medkiosk.domain.alerts import (Alert, AlertState, BusinessHours, ChangeKind, FleetDevice, GroupState,
-                                    InhibitRule, Matcher, MuteReason, Route, Rule, Series, Severity, Silence,
+from medkiosk.domain.alerts import (Alert, AlertState, BusinessHours, ChangeKind, FleetDevice, InhibitRule, Matcher, MuteReason, Route, Rule, Series, Severity, Silence,
                                     WeeklyWindow, error_rate_spike, evaluate, fingerprint, heartbeat_overdue,
                                     locations_down, plan_notifications)
 
