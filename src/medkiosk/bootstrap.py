@@ -25,7 +25,7 @@ from medkiosk.services.payments import PaymentEngine, Ports
 from medkiosk.services.queues import QueueService
 from medkiosk.services.sessions import SessionService
 from medkiosk.settings import Settings
-from medkiosk.store.db import make_engine, make_session_factory
+from medkiosk.store.db import make_engine, make_relaxed_engine, make_session_factory
 from medkiosk.store.uow import UnitOfWork
 
 
@@ -47,9 +47,10 @@ class Container:
     payments: PaymentEngine
     queues: QueueService | None = None
     checkin: CheckInService | None = None
+    relaxed_engine: Engine | None = None
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.session_factory)
+        return UnitOfWork(self.session_factory, self.relaxed_engine)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -58,6 +59,8 @@ class Container:
             if close:
                 close()
         self.engine.dispose()
+        if self.relaxed_engine is not None and self.relaxed_engine is not self.engine:
+            self.relaxed_engine.dispose()
 
 
 def build_container(settings: Settings, *, his: HisPort | None = None, insurance: InsurancePort | None = None,
@@ -65,9 +68,10 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
     clock = clock or Clock()
     engine = engine or make_engine(settings.database_url)
     session_factory = make_session_factory(engine)
+    relaxed_engine = make_relaxed_engine(engine)
 
     def uow_factory() -> UnitOfWork:
-        return UnitOfWork(session_factory)
+        return UnitOfWork(session_factory, relaxed_engine)
 
     cipher = FieldCipher(settings.data_key_bytes)
     his = his or HisHttpAdapter(settings.his_url, timeout=settings.upstream_timeout_seconds)
@@ -90,6 +94,7 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
                              pay_window=timedelta(seconds=settings.pay_window_seconds), tz=settings.tz)
     container = Container(settings, engine, session_factory, clock, cipher, his, insurance, channel, einvoice,
                           executor, devices, sessions, identify, payments)
+    container.relaxed_engine = relaxed_engine
     container.queues = QueueService(uow_factory, clock, tz=settings.tz)
     container.checkin = CheckInService(clock, his, sessions, container.queues)
     return container

@@ -116,9 +116,11 @@ class DeviceService:
             raise DeviceAuthError(exc.reason, exc.detail) from exc
         now = self._clock.now()
         # Every kiosk request comes through here: one transaction, two plain statements (the device's
-        # columns, the nonce) on a plain connection, no ORM session or objects.
+        # columns, the nonce) on a plain connection, no ORM session or objects. Its commit does not
+        # wait for the disk flush: only a crash of the database server itself could lose a nonce,
+        # and a replay would then still have to fall inside the skew window.
         try:
-            with self._uow().core() as conn:
+            with self._uow().core(flush_wait=False) as conn:
                 device = conn.execute(_DEVICE_FOR_AUTH, {"b_device_id": signed.device_id}).first()
                 if device is None:
                     raise DeviceAuthError("unknown", f"no enrolled device {signed.device_id!r}")
@@ -129,10 +131,6 @@ class DeviceService:
                                    method, path, body, now=now.timestamp(), max_skew=self._max_skew)
                 except signing.SignatureError as exc:
                     raise DeviceAuthError(exc.reason, exc.detail) from exc
-                # Without the flush wait: only a crash of the database server itself could lose a
-                # nonce, and a replay would then still have to fall inside the skew window.
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 conn.execute(_NONCE_INSERT, {"device_id": device.id, "nonce": signed.nonce, "seen_at": now})
         except IntegrityError as exc:
             raise DeviceAuthError("replayed", "nonce already used") from exc

@@ -48,6 +48,22 @@ def make_engine(url: str, **kwargs) -> Engine:
     return engine
 
 
+def make_relaxed_engine(engine: Engine, *, pool_size: int = 10) -> Engine:
+    """A twin of ``engine`` whose commits do not wait for the WAL flush (PostgreSQL's
+    ``synchronous_commit = off`` for its whole connections), for ``UnitOfWork.core(flush_wait=False)``.
+
+    A setting of the connection rather than ``SET LOCAL`` in each transaction: that was one more
+    round trip on every lease, nonce and session touch — several on each kiosk request. SQLite
+    has no such setting, so there the twin is ``engine`` itself.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    relaxed = create_engine(engine.url, connect_args={"options": "-c synchronous_commit=off"},
+                            pool_size=pool_size, max_overflow=0)
+    _ping_when_idle(relaxed, PING_AFTER_IDLE_SECONDS)
+    return relaxed
+
+
 PING_AFTER_IDLE_SECONDS = 5.0
 """A pooled connection unused for this long is pinged before it is handed out."""
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
 class UnitOfWork:
     """``with uow_factory() as uow: ...; uow.commit()`` — leaving the block without commit rolls back."""
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], relaxed: Engine | None = None) -> None:
+        """``relaxed``: the engine for ``core(flush_wait=False)`` (``store.db.make_relaxed_engine``);
+        without it such a transaction starts with ``SET LOCAL synchronous_commit = off``."""
         self._session_factory = session_factory
+        self._relaxed = relaxed
         self.session: Session
 
     def __enter__(self) -> "UnitOfWork":
@@ -53,6 +56,10 @@ class UnitOfWork:
 
         ``flush_wait=False`` is ``without_flush_wait`` for this transaction, with the same limits.
         """
+        if not flush_wait and self._relaxed is not None:
+            with self._relaxed.begin() as connection:
+                yield connection
+            return
         with self._session_factory.kw["bind"].begin() as connection:
             if not flush_wait and connection.dialect.name == "postgresql":
                 connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
