@@ -45,7 +45,7 @@ from medkiosk.domain.identity import make_id_number
 from medkiosk.security import signing
 from medkiosk.simulators.his.data import CATALOG
 
-from rig import cpu_seconds, postgres_cpu_seconds, start_service, start_simulators, stop
+from rig import cpu_seconds, postgres_cpu_seconds, reference_loop_ms, start_service, start_simulators, stop
 
 # (insured region, ID-number region, scheme, person type, filing) of the insured kiosk patients.
 INSURED = [("320100", "320102", "310", "11", False), ("320100", "320104", "390", "1501", False),
@@ -311,6 +311,7 @@ def main() -> None:
         pems = [container.devices.enroll(f"BENCH{k:03d}", TerminalType.OUTPATIENT) for k in range(args.kiosks)]
         container.close()
 
+        reference_ms = reference_loop_ms()  # before the service starts: the machine still quiet
         service = start_service(tmp, processes, database_url=database_url, urls=urls, workers=args.workers,
                                 log_level=args.log_level)
 
@@ -362,6 +363,8 @@ def main() -> None:
         print(f"the service alone: {service_ms:.0f} ms CPU a flow = at most {2000 / max(service_ms, 1e-9):.0f} flows/s "
               f"on 2 cores of its own; the rest of the rig takes {others_ms:.0f} ms a flow here "
               f"(load average {os.getloadavg()[0]:.1f} at the end)")
+        print(f"this machine: the reference Python loop takes {reference_ms:.0f} ms (benchmarks/rig.py); "
+              f"the service's CPU a flow is {service_ms / reference_ms:.2f} of it")
         print(f"database transactions: {xacts} = {xacts / max(flows_total, 1):.0f} per flow; "
               f"requests per flow {sum(len(v) for v in stats.millis.values()) / max(completed, 1):.1f}; "
               f"{sessions} database connections opened")

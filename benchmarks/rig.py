@@ -64,6 +64,23 @@ def stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def reference_loop_ms() -> float:
+    """How fast this machine runs plain Python: the best of three runs of a fixed loop, in ms.
+
+    CPU figures (ms a flow) move with the machine — the same code measured 54 ms a flow on one
+    machine and 110 ms on a slower one. Dividing by this figure lets runs on different machines be
+    compared; side-by-side runs on one machine remain the better comparison.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.process_time() - started)
+    return 1000 * best
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its children (uvicorn workers), from /proc."""
     total = 0.0
