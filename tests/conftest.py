@@ -113,12 +113,12 @@ def postgres_server_url():
         cluster.stop()
 
 
-def _fresh_postgres_database(server_url: str) -> tuple[str, callable]:
+def _fresh_postgres_database(server_url: str, template: str | None = None) -> tuple[str, callable]:
     import psycopg
 
     name = f"medkiosk_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     base, _, _ = server_url.rpartition("/")
 
     def drop() -> None:
@@ -128,18 +128,50 @@ def _fresh_postgres_database(server_url: str) -> tuple[str, callable]:
     return f"{base}/{name}", drop
 
 
+# Migrating a database takes longer than copying one: each run migrates one database per kind
+# once, and every test gets a copy of it (PostgreSQL: CREATE DATABASE … TEMPLATE; SQLite: the
+# file, by SQLite's backup API). tests/integration/test_store.py runs the migrations down to
+# nothing and up again on both.
+@pytest.fixture(scope="session")
+def _migrated_postgres(postgres_server_url):
+    from medkiosk.store.migrate import upgrade
+
+    url, drop = _fresh_postgres_database(postgres_server_url)
+    upgrade(url)  # its engine is disposed at the end: no session left to block copying
+    try:
+        yield url.rpartition("/")[2]
+    finally:
+        drop()
+
+
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory) -> Path:
+    from medkiosk.store.migrate import upgrade
+
+    path = tmp_path_factory.mktemp("migrated") / "medkiosk.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _sqlite_copy(template: Path, folder: Path) -> str:
+    import sqlite3
+
+    target = folder / "medkiosk.db"
+    with sqlite3.connect(template) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
     """A migrated, empty database: each test that uses it runs on SQLite and on PostgreSQL."""
-    from medkiosk.store.migrate import upgrade
-
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'medkiosk.db'}"
-        upgrade(url)
-        yield url
+        yield _sqlite_copy(request.getfixturevalue("_migrated_sqlite"), tmp_path)
         return
-    url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server_url"))
-    upgrade(url)
+    url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server_url"),
+                                         template=request.getfixturevalue("_migrated_postgres"))
     try:
         yield url
     finally:
@@ -147,9 +179,5 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def sqlite_url(tmp_path):
-    from medkiosk.store.migrate import upgrade
-
-    url = f"sqlite:///{tmp_path / 'medkiosk.db'}"
-    upgrade(url)
-    return url
+def sqlite_url(tmp_path, _migrated_sqlite):
+    return _sqlite_copy(_migrated_sqlite, tmp_path)
