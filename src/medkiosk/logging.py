@@ -39,8 +39,20 @@ def mask_personal_data(_logger, _method, event_dict: dict[str, Any]) -> dict[str
     return {key: _mask_value(key, value) for key, value in event_dict.items()}
 
 
+def _drop_color_message(_logger, _method, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn passes its message again, with terminal colours, as an ``extra``: not for a JSON line."""
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+# Loggers whose INFO line is the whole request URL: a patient lookup's URL holds the card or ID number
+# it looks up. Our adapters log every upstream call themselves (operation, key, status, timing).
+_QUIET_BELOW_WARNING = ("httpx", "httpcore")
+
+
 def configure_logging(level: str = "INFO", *, stream=None) -> None:
-    """JSON lines to stderr (or ``stream``); standard-library loggers go through the same masking."""
+    """JSON lines to stderr (or ``stream``); standard-library loggers go through the same masking,
+    their ``extra`` fields included."""
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -56,10 +68,13 @@ def configure_logging(level: str = "INFO", *, stream=None) -> None:
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=structlog.processors.JSONRenderer(ensure_ascii=False), foreign_pre_chain=shared))
+        processor=structlog.processors.JSONRenderer(ensure_ascii=False),
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_color_message, *shared]))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in _QUIET_BELOW_WARNING:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None):

@@ -46,3 +46,34 @@ def test_log_lines_carry_no_name_id_number_or_phone():
         assert secret not in line
     assert record["name"] == "王*国"
     assert record["nested"]["psn_name"] == "李*英"
+
+
+def test_an_upstream_lookup_by_card_number_leaves_no_card_number_in_the_log():
+    """httpx's own INFO line is the whole URL, and a patient lookup's URL holds the card it looks up."""
+    import httpx
+
+    from medkiosk.adapters.his.http import HisHttpAdapter
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+
+    def his(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"code": "NOT_FOUND", "message": "无此患者"})
+
+    with HisHttpAdapter("http://his.test", transport=httpx.MockTransport(his)) as adapter:
+        assert adapter.find_patient(insurance_card_no="B320000004") is None
+    assert "B320000004" not in stream.getvalue()
+    assert "HTTP Request" not in stream.getvalue()
+
+
+def test_a_standard_library_log_line_keeps_its_extra_fields_masked():
+    import logging
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    logging.getLogger("medkiosk.adapters.insurance").warning(
+        "insurance timeout", extra={"infno": "2207", "msgid": "H32010000120261126000001", "certno": "320102195803154210"})
+    record = json.loads(stream.getvalue())
+    assert record["event"] == "insurance timeout"
+    assert record["infno"] == "2207" and record["msgid"] == "H32010000120261126000001"
+    assert record["certno"] == "3201**********4210"

@@ -224,7 +224,9 @@ class InsuranceHttpAdapter:
             record_upstream(SYSTEM, infno, Outcome.UNKNOWN, started, kind="unparsable")
             raise UpstreamUnknown(SYSTEM, f"unparsable reply: {_brief(exc)}", code="UNPARSABLE",
                                   operation=infno) from exc
-        log.info("insurance reply", extra={"infno": infno, "msgid": msgid, "infcode": reply.infcode})
+        # A refusal is worth a line at INFO; an ordinary reply only when debugging (2–4 a payment).
+        log.log(logging.DEBUG if reply.ok else logging.INFO, "insurance reply",
+                extra={"infno": infno, "msgid": msgid, "infcode": reply.infcode})
         # The envelope's infcode, not HTTP, says whether the platform refused.
         record_upstream(SYSTEM, infno, Outcome.OK if reply.ok else Outcome.REFUSED, started,
                         kind="" if reply.ok else "refused")
