@@ -40,7 +40,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from medkiosk.adapters.einvoice.http import EInvoiceHttpAdapter
 from medkiosk.adapters.einvoice.port import InvoiceRequest
@@ -56,6 +55,7 @@ from medkiosk.settings import Settings, TerminalType
 from medkiosk.simulators.his.data import CATALOG
 from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.migrate import upgrade
+from medkiosk.store.scratch import create_database
 
 from rig import start_service, start_simulators, stop
 
@@ -100,14 +100,7 @@ def main() -> None:
     drop = None
     database_url = args.database_url
     if database_url is None:
-        db_name = f"medkiosk_latency_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{db_name}"')
-        database_url = f"{args.postgres_url.rpartition('/')[0]}/{db_name}"
-
-        def drop() -> None:
-            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        database_url, drop = create_database(args.postgres_url, "medkiosk_latency")
 
     logs = Path(tempfile.mkdtemp(prefix="medkiosk-latency-"))
     processes: dict[str, subprocess.Popen] = {}

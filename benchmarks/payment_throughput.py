@@ -33,13 +33,11 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from medkiosk.domain.identity import make_id_number
 from medkiosk.security import signing
@@ -285,13 +283,14 @@ def main() -> None:
     from medkiosk.settings import Settings, TerminalType
 
     configure_logging("WARNING")  # not a line per enrolled kiosk
+    from sqlalchemy.engine import make_url
+
     from medkiosk.store.migrate import upgrade
+    from medkiosk.store.scratch import create_database, server_statement
 
     tmp = Path(tempfile.mkdtemp(prefix="medkiosk-throughput-"))
-    name = f"medkiosk_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database_url = f"{args.postgres_url.rpartition('/')[0]}/{name}"
+    database_url, drop = create_database(args.postgres_url, "medkiosk_bench")
+    name = make_url(database_url).database
     processes: dict[str, subprocess.Popen] = {}
     try:
         upgrade(database_url)
@@ -317,9 +316,9 @@ def main() -> None:
 
         def transactions() -> tuple[int, int]:
             """Transactions and connections (sessions) the database has seen so far."""
-            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                return conn.execute("SELECT xact_commit + xact_rollback, sessions FROM pg_stat_database "
-                                    "WHERE datname = %s", (name,)).fetchone()
+            (row,) = server_statement(args.postgres_url, "SELECT xact_commit + xact_rollback, sessions "
+                                      "FROM pg_stat_database WHERE datname = :name", {"name": name})
+            return row
 
         xacts_before, sessions_before = transactions()
         cpu_before = {n: cpu_seconds(p.pid) for n, p in processes.items()}
@@ -372,8 +371,7 @@ def main() -> None:
     finally:
         for process in processes.values():
             stop(process)
-        with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop()
 
 
 if __name__ == "__main__":

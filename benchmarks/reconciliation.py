@@ -28,12 +28,16 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from medkiosk.store.db import normalise_url
+from medkiosk.store.scratch import create_database
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 BAR_SECONDS = 20
@@ -47,6 +51,32 @@ def order_no(i: int) -> str:
 
 def amount_of(i: int) -> Decimal:
     return Decimal(i * 7919 % 99_999 + 100).scaleb(-2)
+
+
+class CopyText:
+    """Rows as a file of COPY's text format, made as ``copy_expert`` reads it (a million rows are
+    never all in memory at once)."""
+
+    _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+    def __init__(self, rows) -> None:
+        self._rows = iter(rows)
+        self._buffer = ""
+
+    def _line(self, row) -> str:
+        return "\t".join("\\N" if v is None else (v.isoformat() if isinstance(v, dt.datetime) else str(v))
+                         .translate(self._ESCAPES) for v in row) + "\n"
+
+    def read(self, size: int = -1) -> str:
+        while size < 0 or len(self._buffer) < size:
+            row = next(self._rows, None)
+            if row is None:
+                break
+            self._buffer += self._line(row)
+        out, self._buffer = (self._buffer, "") if size < 0 else (self._buffer[:size], self._buffer[size:])
+        return out
+
+    readline = read
 
 
 def generate(url: str, orders: int, day: dt.date, statement_path: Path) -> None:
@@ -67,39 +97,51 @@ def generate(url: str, orders: int, day: dt.date, statement_path: Path) -> None:
                      "attempts, created_at, updated_at")
     lines: list[StatementLine] = []
     t0 = time.perf_counter()
-    with psycopg.connect(url) as conn:
-        conn.execute("INSERT INTO patients (id, his_patient_id, name_enc, gender, created_at, updated_at) "
-                     "VALUES (1, 'P-BENCH', 'x', '', now(), now())")
-        with conn.cursor().copy(f"COPY payment_orders ({order_columns}) FROM STDIN") as copy:
-            for i in range(orders):
-                number = order_no(i)
-                amount = amount_of(i)
-                fen = int(amount * 100)
-                at = start + dt.timedelta(seconds=i * span // orders)
-                state = "refunded" if i in refunded else "completed"
-                copy.write_row((number, 1, "P-BENCH", "K001", "s", f"MZ{i}", "[]", "self_pay", "self_pay", state,
-                                "qr", fen, fen, 0, 0, fen, fen, fen if i in refunded else 0, f"{number}P1",
-                                f"4200{i:024d}", "wechat", "issued", "", "{}", 0, at, at))
-                paid_at = at + dt.timedelta(seconds=30)
-                if i not in ours_only:
-                    taken = amount + Decimal("0.01") if i in amount_off else amount
-                    lines.append(StatementLine(paid_at, "wechat", f"4200{i:024d}", f"{number}P1", "NATIVE",
-                                               "SUCCESS", taken, "门诊缴费", fee_of(taken, rate)))
-                if i in refunded and i not in refund_only_ours:
-                    back = amount - Decimal("0.01") if i in refund_amount_off else amount
-                    lines.append(StatementLine(paid_at + dt.timedelta(minutes=10), "wechat", f"4200{i:024d}",
-                                               f"{number}P1", "NATIVE", "REFUND", amount, "门诊缴费",
-                                               -fee_of(back, rate), f"5000{i:024d}", f"{number}R1", back,
-                                               "SUCCESS"))
-        with conn.cursor().copy("COPY payment_steps (order_no, step, key, status, detail, started_at, finished_at) "
-                                "FROM STDIN") as copy:
-            for i in sorted(refunded):
-                at = start + dt.timedelta(seconds=i * span // orders, minutes=10)
-                copy.write_row((order_no(i), "refund", f"{order_no(i)}R1", "succeeded",
-                                json.dumps({"amount": str(amount_of(i))}), at, at))
+    def order_rows():
+        for i in range(orders):
+            number = order_no(i)
+            amount = amount_of(i)
+            fen = int(amount * 100)
+            at = start + dt.timedelta(seconds=i * span // orders)
+            state = "refunded" if i in refunded else "completed"
+            yield (number, 1, "P-BENCH", "K001", "s", f"MZ{i}", "[]", "self_pay", "self_pay", state,
+                   "qr", fen, fen, 0, 0, fen, fen, fen if i in refunded else 0, f"{number}P1",
+                   f"4200{i:024d}", "wechat", "issued", "", "{}", 0, at, at)
+            paid_at = at + dt.timedelta(seconds=30)
+            if i not in ours_only:
+                taken = amount + Decimal("0.01") if i in amount_off else amount
+                lines.append(StatementLine(paid_at, "wechat", f"4200{i:024d}", f"{number}P1", "NATIVE",
+                                           "SUCCESS", taken, "门诊缴费", fee_of(taken, rate)))
+            if i in refunded and i not in refund_only_ours:
+                back = amount - Decimal("0.01") if i in refund_amount_off else amount
+                lines.append(StatementLine(paid_at + dt.timedelta(minutes=10), "wechat", f"4200{i:024d}",
+                                           f"{number}P1", "NATIVE", "REFUND", amount, "门诊缴费",
+                                           -fee_of(back, rate), f"5000{i:024d}", f"{number}R1", back,
+                                           "SUCCESS"))
+
+    def step_rows():
+        for i in sorted(refunded):
+            at = start + dt.timedelta(seconds=i * span // orders, minutes=10)
+            yield (order_no(i), "refund", f"{order_no(i)}R1", "succeeded", json.dumps({"amount": str(amount_of(i))}),
+                   at, at)
+
+    engine = create_engine(normalise_url(url), poolclass=NullPool)
+    conn = engine.raw_connection()  # the driver's own connection, for COPY
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("INSERT INTO patients (id, his_patient_id, name_enc, gender, created_at, updated_at) "
+                           "VALUES (1, 'P-BENCH', 'x', '', now(), now())")
+            cursor.copy_expert(f"COPY payment_orders ({order_columns}) FROM STDIN", CopyText(order_rows()))
+            cursor.copy_expert("COPY payment_steps (order_no, step, key, status, detail, started_at, finished_at) "
+                               "FROM STDIN", CopyText(step_rows()))
         conn.commit()
-        conn.execute("ANALYZE payment_orders")
-        conn.execute("ANALYZE payment_steps")
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute("ANALYZE payment_orders")
+            cursor.execute("ANALYZE payment_steps")
+    finally:
+        conn.close()
+        engine.dispose()
     for n in range(PLANTED["channel_only"]):  # paid at the channel under numbers we never issued
         lines.append(StatementLine(start + dt.timedelta(hours=12, seconds=n), "alipay", f"2026{n:024d}",
                                    f"PO20261120STRAY{n:05d}P1", "MICROPAY", "SUCCESS", Decimal("88.00"), "门诊缴费",
@@ -181,13 +223,9 @@ def main() -> None:
 
     from medkiosk.store.migrate import upgrade
 
-    name = f"medkiosk_bench_recon_{uuid.uuid4().hex[:8]}"
-    base = args.postgres_url.rpartition("/")[0]
-    url = f"{base}/{name}"
     day = dt.datetime.now(CHINA).date() - dt.timedelta(days=2)
-    statement = Path(tempfile.gettempdir()) / f"{name}-statement.csv"
-    with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url, drop = create_database(args.postgres_url, "medkiosk_bench_recon")
+    statement = Path(tempfile.gettempdir()) / f"{make_url(url).database}-statement.csv"
     server = None
     try:
         upgrade(url)
@@ -205,8 +243,7 @@ def main() -> None:
             server.shutdown()
         if not args.keep:
             statement.unlink(missing_ok=True)
-            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop()
     found = result["found"]
     channel = result["figures"]["channel"]
     print(f"orders {channel['our_orders']:,} · statement {channel['trades']:,} trades + {channel['refunds']:,} refunds "

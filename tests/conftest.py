@@ -9,10 +9,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from medkiosk.store.scratch import create_database, server_answers
 
 # --- no call-out: a hospital intranet is closed, so is the test run -------------------------------
 _real_connect = socket.socket.connect
@@ -48,16 +49,6 @@ socket.socket.connect_ex = _guarded_connect_ex
 
 
 # --- PostgreSQL: the machine's server when it answers, else a throwaway cluster --------------------
-def _pg_answers(url: str) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            return True
-    except psycopg.Error:
-        return False
-
-
 def _pg_binaries() -> Path | None:
     found = shutil.which("pg_ctl")
     if found:
@@ -98,12 +89,12 @@ class _ThrowawayCluster:
 @pytest.fixture(scope="session")
 def postgres_server_url():
     url = os.environ.get("MEDKIOSK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    if _pg_answers(url):
+    if server_answers(url):
         yield url
         return
     cluster = _ThrowawayCluster()
     deadline = time.monotonic() + 30
-    while not _pg_answers(cluster.url):
+    while not server_answers(cluster.url):
         if time.monotonic() > deadline:
             raise RuntimeError("throwaway PostgreSQL did not start")
         time.sleep(0.2)
@@ -111,21 +102,6 @@ def postgres_server_url():
         yield cluster.url
     finally:
         cluster.stop()
-
-
-def _fresh_postgres_database(server_url: str, template: str | None = None) -> tuple[str, callable]:
-    import psycopg
-
-    name = f"medkiosk_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    base, _, _ = server_url.rpartition("/")
-
-    def drop() -> None:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{base}/{name}", drop
 
 
 # Migrating a database takes longer than copying one: each run migrates one database per kind
@@ -136,7 +112,7 @@ def _fresh_postgres_database(server_url: str, template: str | None = None) -> tu
 def _migrated_postgres(postgres_server_url):
     from medkiosk.store.migrate import upgrade
 
-    url, drop = _fresh_postgres_database(postgres_server_url)
+    url, drop = create_database(postgres_server_url, "medkiosk_test")
     upgrade(url)  # its engine is disposed at the end: no session left to block copying
     try:
         yield url.rpartition("/")[2]
@@ -170,8 +146,8 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield _sqlite_copy(request.getfixturevalue("_migrated_sqlite"), tmp_path)
         return
-    url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server_url"),
-                                         template=request.getfixturevalue("_migrated_postgres"))
+    url, drop = create_database(request.getfixturevalue("postgres_server_url"), "medkiosk_test",
+                                template=request.getfixturevalue("_migrated_postgres"))
     try:
         yield url
     finally:

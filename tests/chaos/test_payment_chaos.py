@@ -28,7 +28,6 @@ import random
 import threading
 import time
 import traceback
-import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -36,7 +35,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -49,6 +47,7 @@ from medkiosk.services.clock import FrozenClock
 from medkiosk.settings import Settings, TerminalType
 from medkiosk.simulators import registry
 from medkiosk.store.migrate import upgrade
+from medkiosk.store.scratch import create_database
 from medkiosk.store.models import PaymentOrder, PaymentStep
 
 from chaos_ledger import TERMINAL, Ledger
@@ -159,18 +158,6 @@ class ChaosRun:
         return "\n".join(lines)
 
 
-def _fresh_database(server_url: str) -> tuple[str, callable]:
-    name = f"medkiosk_chaos_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{server_url.rpartition('/')[0]}/{name}", drop
-
-
 def _unfinished(container) -> Counter:
     with container.uow() as uow:
         rows = uow.session.execute(select(PaymentOrder.state, func.count()).where(
@@ -223,7 +210,7 @@ def chaos(postgres_server_url, tmp_path_factory, chaos_summaries) -> ChaosRun:
     config = ChaosConfig()
     clock = time.monotonic()
     seconds: dict[str, float] = {}
-    database_url, drop = _fresh_database(postgres_server_url)
+    database_url, drop = create_database(postgres_server_url, "medkiosk_chaos")
     sims = service = container = None
     kiosks: list[ChaosKiosk] = []
     try:
@@ -358,7 +345,7 @@ def test_no_kiosk_request_failed_with_a_server_error(chaos):
 # ================================================================================================
 @pytest.fixture(scope="module")
 def bench(postgres_server_url):
-    database_url, drop = _fresh_database(postgres_server_url)
+    database_url, drop = create_database(postgres_server_url, "medkiosk_chaos")
     upgrade(database_url)
     servers = {name: start_in_thread(registry.create(name), name=f"{name}-sim") for name in registry.NAMES}
     settings = Settings(database_url=database_url, recovery_seconds=0, upstream_timeout_seconds=1,

@@ -93,7 +93,11 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             if owns_container:
                 container.close()
 
-    app = FastAPI(title="medkiosk kiosk service", version=__version__, lifespan=lifespan)
+    # FastAPI's own OpenTelemetry hooks stay off: the service's metrics are its Prometheus
+    # /metrics (medkiosk.metrics), and asking on every request whether a provider has appeared
+    # since cost ≈ 4 % of the service's CPU under load (benchmarks/README.md).
+    app = FastAPI(title="medkiosk kiosk service", version=__version__, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.container = container
     app.include_router(device.router)
     app.include_router(kiosk.router)

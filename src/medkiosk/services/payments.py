@@ -1153,7 +1153,7 @@ class PaymentEngine:
         from medkiosk.adapters.einvoice.port import InvoiceRequest
 
         with self._uow().core() as conn:
-            name_enc = conn.execute(select(Patient.name_enc).where(Patient.id == order.patient_id)).scalar_one()
+            name_enc = conn.execute(_PAYER_NAME, {"b_patient_id": order.patient_id}).scalar_one()
         payer_name = self._cipher.decrypt("patient.name", name_enc)
         insurance_type = None
         if order.mode == PaymentMode.INSURANCE.value:
@@ -1441,6 +1441,7 @@ _LEASE_TAKE_RETURNING = _LEASE_TAKE.returning(*_ORDERS.c)
 _STEP_INSERT = insert(_STEPS)
 _STEP_DETAIL = select(_STEPS.c.detail).where(_STEPS.c.key == bindparam("b_key"))
 _STEP_WRITE = update(_STEPS).where(_STEPS.c.key == bindparam("b_key"))
+_PAYER_NAME = select(Patient.__table__.c.name_enc).where(Patient.__table__.c.id == bindparam("b_patient_id"))
 
 
 def _new_order(**values) -> dict[str, Any]:
