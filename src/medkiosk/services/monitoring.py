@@ -117,6 +117,18 @@ def _upsert(session: Session, model):
     return insert(model.__table__)
 
 
+def _upsert_rows(connection, statement, rows: list[dict[str, Any]]) -> None:
+    """Run an upsert for many rows as multi-row INSERTs (SQLAlchemy's "insertmanyvalues").
+
+    SQLAlchemy folds an executemany INSERT … ON CONFLICT into multi-row statements only when it
+    has a RETURNING clause; without one, psycopg2 sends a statement a row (execute_batch: a page of
+    100 rows a round trip, each row formatted apart). The RETURNING of the key is only that switch:
+    its rows are not read. A batch holds each key once, so no statement touches a row twice.
+    """
+    table = statement.table
+    connection.execute(statement.returning(*table.primary_key.columns), rows)
+
+
 def _greatest(session: Session, a, b):
     """The larger of two nullable numbers, in the dialect's words."""
     name = "greatest" if session.get_bind().dialect.name == "postgresql" else "max"
@@ -275,7 +287,7 @@ class MonitoringService:
                    "peripherals": latest[d].get("peripherals") or {}} for d in ids]
         connection = session.connection()
         insert = _upsert(session, DeviceState)
-        connection.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_={
+        _upsert_rows(connection, insert.on_conflict_do_update(index_elements=["device_id"], set_={
             name: getattr(insert.excluded, name)
             for name in ("last_seen_at", "software_version", "uptime_seconds", "screen", "peripherals")}), states)
 
@@ -298,7 +310,7 @@ class MonitoringService:
                             "disk_max": disk, "transactions": max(tx_delta, 0), "failures": max(fail_delta, 0),
                             "peripheral_faults": faults.get(d, 0)})
         insert = _upsert(session, DeviceTelemetry)
-        connection.execute(insert.on_conflict_do_update(index_elements=["device_id"], set_={
+        _upsert_rows(connection, insert.on_conflict_do_update(index_elements=["device_id"], set_={
             name: getattr(insert.excluded, name) for name in
             ("reported_at", "cpu_percent", "memory_percent", "disk_percent", "transactions_total", "failures_total")}),
             telemetry_rows)
@@ -307,7 +319,7 @@ class MonitoringService:
         for model, bucket in ((TelemetryMinute, minute), (TelemetryHour, hour)):
             insert = _upsert(session, model)
             table = model.__table__.c
-            connection.execute(insert.on_conflict_do_update(index_elements=["device_id", "bucket"], set_={
+            _upsert_rows(connection, insert.on_conflict_do_update(index_elements=["device_id", "bucket"], set_={
                 "beats": table.beats + insert.excluded.beats,
                 "transactions": table.transactions + insert.excluded.transactions,
                 "failures": table.failures + insert.excluded.failures,

@@ -16,6 +16,12 @@ POSTGRES_DRIVER = "psycopg2"
 service makes ≈ 25 of them for every payment."""
 
 
+EXECUTEMANY_MODE = "values_plus_batch"
+"""A statement run for many rows that SQLAlchemy cannot fold into one multi-row INSERT — an upsert
+(``ON CONFLICT``), an UPDATE, a DELETE — goes to the server a hundred at a time (psycopg2's
+``execute_batch``), not one round trip a row: heartbeat ingestion upserts four tables a batch."""
+
+
 def normalise_url(url: str) -> str:
     """Use :data:`POSTGRES_DRIVER` for ``postgresql://`` URLs, whatever driver name the operator wrote."""
     parsed = make_url(url)
@@ -47,6 +53,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     # PostgreSQL backend for almost every payment flow under load.
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 0)
+    kwargs.setdefault("executemany_mode", EXECUTEMANY_MODE)
     ping_idle = kwargs.pop("ping_after_idle_seconds", PING_AFTER_IDLE_SECONDS)
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
@@ -65,7 +72,7 @@ def make_relaxed_engine(engine: Engine, *, pool_size: int = 10) -> Engine:
     if engine.dialect.name != "postgresql":
         return engine
     relaxed = create_engine(engine.url, connect_args={"options": "-c synchronous_commit=off"},
-                            pool_size=pool_size, max_overflow=0)
+                            pool_size=pool_size, max_overflow=0, executemany_mode=EXECUTEMANY_MODE)
     _ping_when_idle(relaxed, PING_AFTER_IDLE_SECONDS)
     return relaxed
 
