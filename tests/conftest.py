@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from medkiosk.store.scratch import create_database, server_answers
 
@@ -115,7 +116,7 @@ def _migrated_postgres(postgres_server_url):
     url, drop = create_database(postgres_server_url, "medkiosk_test")
     upgrade(url)  # its engine is disposed at the end: no session left to block copying
     try:
-        yield url.rpartition("/")[2]
+        yield make_url(url).database
     finally:
         drop()
 
