@@ -4,8 +4,8 @@ The bar: ≥ 50 complete flows/s, p99 request latency ≤ 100 ms, no errors — 
 
 Starts the four simulators (each its own process, no latency), the kiosk service under uvicorn with
 ``--workers`` processes on a fresh PostgreSQL database, enrols ``--kiosks`` devices and gives each
-one patient with enough unpaid visits. Each kiosk is an asyncio task with its own signed httpx
-client playing patients one after another: identify → bills → start → pay by QR (or payment code)
+a queue of patients, each with today's one visit to pay (one in five with two). Each kiosk is an
+asyncio task with its own signed httpx client playing patients one after another: identify → bills → start → pay by QR (or payment code)
 → the phone pays → poll until completed → logout. Insured patients (local, same-province,
 cross-province by card) pay with insurance, the others self-pay. ``--rate`` paces the kiosks to
 that many flows a second in all (0: each starts its next patient at once). Prints complete flows/s,
@@ -52,40 +52,50 @@ ITEMS = ["Y0001", "Y0002", "Y0004", "J0001", "J0004", "E0003", "T0002", "C0002",
 TERMINAL = {"completed", "refunded", "closed", "failed"}
 
 
-def make_world(kiosks: int, visits_each: int, doctors: list[dict], seed: int = 7) -> tuple[list[dict], dict]:
+def make_world(kiosks: int, patients_each: int, doctors: list[dict], seed: int = 7) -> tuple[list[list[dict]], dict]:
+    """Every kiosk's queue of patients: each with today's one visit to pay (one in five with two).
+
+    As at a real kiosk, a patient comes, pays one visit and leaves; the next is another patient,
+    so the bills read, sent and parsed are a real patient's size, not a ledger of many visits.
+    """
     rng = random.Random(seed)
     clinical = [d for d in doctors if not d["department_code"].startswith("07")]
-    patients, orders, people = [], [], []
+    queues, orders, people = [], [], []
     today = date.today()
     for k in range(kiosks):
-        born = date(1950, 1, 1) + timedelta(days=rng.randrange(0, 50 * 365))
-        insured = k % 10 < 6
-        patient = {"patient_id": f"B{k:06d}", "name": "测试患者", "phone": f"138{k:08d}", "visit_card_no": f"VB{k:07d}"}
-        if insured:
-            region, id_region, scheme, person_type, filing = INSURED[k % len(INSURED)]
-            patient["id_number"] = make_id_number(id_region, born, k % 1000)
-            card = {"card_no": f"B{region[:2]}{k:07d}", "card_sn": f"{region}D156BENCH{k:012d}"}
-            patient["insurance_card_no"] = card["card_no"]
-            people.append({"psn_no": f"8{k:019d}", "name": "测试患者", "id_number": patient["id_number"],
-                           "insutype": scheme, "psn_type": person_type, "insuplc_admdvs": region, **card,
-                           "balance": "5000.00" if k % 10 == 5 else "0.00", "filing": filing})
-            patient["_card"] = card
-        else:
-            patient["id_number"] = make_id_number("320115", born, k % 1000)
-        patients.append(patient)
-        for v in range(visits_each):
-            doctor = rng.choice(clinical)
-            items = []
-            for code in rng.sample(ITEMS, rng.randint(1, 3)):
-                item = CATALOG[code]
-                items.append({"item_code": code, "name": item.name, "kind": item.kind,
-                              "insurance_code": item.insurance_code, "self_pay_only": item.self_pay_only,
-                              "unit": item.unit, "unit_price": str(item.unit_price), "quantity": rng.randint(1, 2)})
-            orders.append({"order_no": f"CB{k:05d}{v:04d}", "patient_id": patient["patient_id"],
-                           "visit_no": f"MZB{k:05d}{v:04d}", "visit_date": today.isoformat(),
-                           "department_code": doctor["department_code"], "doctor_code": doctor["code"],
-                           "status": "unpaid", "items": items})
-    return patients, {"orders": orders, "people": people}
+        queue = []
+        for j in range(patients_each):
+            n = k * patients_each + j
+            born = date(1950, 1, 1) + timedelta(days=n % 18000)  # with n // 18000: unique ID numbers
+            insured = k % 10 < 6
+            pid = f"B{k:04d}{j:03d}"
+            patient = {"patient_id": pid, "name": "测试患者", "phone": f"138{n:08d}", "visit_card_no": f"V{pid}"}
+            if insured:
+                region, id_region, scheme, person_type, filing = INSURED[k % len(INSURED)]
+                patient["id_number"] = make_id_number(id_region, born, n // 18000)
+                card = {"card_no": f"B{region[:2]}{n:07d}", "card_sn": f"{region}D156BENCH{n:012d}"}
+                patient["insurance_card_no"] = card["card_no"]
+                people.append({"psn_no": f"8{n:019d}", "name": "测试患者", "id_number": patient["id_number"],
+                               "insutype": scheme, "psn_type": person_type, "insuplc_admdvs": region, **card,
+                               "balance": "5000.00" if k % 10 == 5 else "0.00", "filing": filing})
+                patient["_card"] = card
+            else:
+                patient["id_number"] = make_id_number("320115", born, n // 18000)
+            queue.append(patient)
+            for v in range(1 if rng.random() < 0.8 else 2):
+                doctor = rng.choice(clinical)
+                items = []
+                for code in rng.sample(ITEMS, rng.randint(1, 3)):
+                    item = CATALOG[code]
+                    items.append({"item_code": code, "name": item.name, "kind": item.kind,
+                                  "insurance_code": item.insurance_code, "self_pay_only": item.self_pay_only,
+                                  "unit": item.unit, "unit_price": str(item.unit_price),
+                                  "quantity": rng.randint(1, 2)})
+                orders.append({"order_no": f"C{pid}{v}", "patient_id": pid, "visit_no": f"MZ{pid}{v}",
+                               "visit_date": today.isoformat(), "department_code": doctor["department_code"],
+                               "doctor_code": doctor["code"], "status": "unpaid", "items": items})
+        queues.append(queue)
+    return queues, {"orders": orders, "people": people}
 
 
 # -- one kiosk ----------------------------------------------------------------------------------
@@ -107,11 +117,12 @@ class Stats:
 
 
 class Kiosk:
-    def __init__(self, service: str, device_id: str, pem: bytes, patient: dict, payment_sim: str,
+    def __init__(self, service: str, device_id: str, pem: bytes, patients: list[dict], payment_sim: str,
                  stats: Stats, poll: float) -> None:
         self.signer = signing.DeviceSigner(device_id, signing.private_key_from_pem(pem))
         self.client = httpx.AsyncClient(base_url=service, timeout=30)
-        self.patient = patient
+        self.queue = patients  # one patient after another; an exhausted queue starts over
+        self.served = 0
         self.payment_sim = payment_sim
         self.stats = stats
         self.poll = poll
@@ -136,7 +147,8 @@ class Kiosk:
         return reply.json()
 
     def read(self) -> dict:
-        p = self.patient
+        p = self.queue[self.served % len(self.queue)]
+        self.served += 1
         if "_card" in p:
             return {"medium": "insurance_card", **p["_card"]}
         if self.rng.random() < 0.5:
@@ -297,10 +309,10 @@ def main() -> None:
         urls = start_simulators(tmp, processes)
         doctors = httpx.get(urls["his"] + "/his/v1/doctors").json()["doctors"]
         expected = (args.rate or 80) * (args.seconds + args.warmup) * 1.5
-        visits_each = max(4, math.ceil(expected / args.kiosks))
-        patients, data = make_world(args.kiosks, visits_each, doctors)
+        patients_each = max(4, math.ceil(expected / args.kiosks))
+        patients, data = make_world(args.kiosks, patients_each, doctors)
         for sim, collection, records in (("his", "patients", [{k: v for k, v in p.items() if k != "_card"}
-                                                                for p in patients]),
+                                                                for queue in patients for p in queue]),
                                          ("his", "orders", data["orders"]), ("insurance", "people", data["people"])):
             reply = httpx.post(f"{urls[sim]}/__sim__/data/{collection}", json=records, timeout=120)
             assert reply.status_code == 200, reply.text[:300]
