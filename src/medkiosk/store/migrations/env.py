@@ -4,6 +4,7 @@ from alembic import context
 
 from medkiosk.store.db import make_engine
 from medkiosk.store import (  # noqa: F401  (each module registers its tables on Base.metadata)
+    models_departments,
     models_exams,
     models_operations,
     models_pos,
