@@ -13,9 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from medkiosk.domain.registration import HalfDayHours, RegistrationRules
 from medkiosk.simulators.personas import HOSPITAL_ADMDVS, HOSPITAL_CODE, HOSPITAL_NAME
 
 # Published in the docs so nobody mistakes them for real secrets; production refuses them.
@@ -87,6 +88,22 @@ class Settings(BaseSettings):
     session_warn_seconds: int = Field(default=30, ge=20)
     session_max_seconds: int = Field(default=1800, ge=60, description="hard limit however active")
 
+    # Registration (挂号) rules (docs/configuration.md#registration); the day is MEDKIOSK_TIMEZONE's.
+    registration_morning_hours: str = Field(default="08:00-12:00", description="HH:MM-HH:MM of the morning clinics")
+    registration_afternoon_hours: str = Field(default="13:30-17:30", description="HH:MM-HH:MM of the afternoon clinics")
+    registration_horizon_days: int = Field(default=7, ge=0, le=90, description="today and this many days ahead")
+    registration_pick_up_minutes_before: int = Field(default=60, ge=0, le=720,
+                                                     description="pick-up opens this long before the half-day starts")
+    registration_pick_up_days_before: int = Field(default=0, ge=0, le=30,
+                                                  description="… this many days before the appointment's day")
+    registration_closes_minutes_before_end: int = Field(default=0, ge=0,
+                                                        description="same-day registration stops this long "
+                                                                    "before the half-day ends")
+    registration_cancel_minutes_before_start: int = Field(default=0, ge=0, le=1440,
+                                                          description="退号 at a kiosk until this long before "
+                                                                      "the half-day starts")
+    registration_reprint_limit: int = Field(default=2, ge=0, le=10, description="reprints of a day's slip; 0 = off")
+
     # Device request signatures.
     signature_max_skew_seconds: int = Field(default=60, ge=5, le=600)
 
@@ -124,6 +141,22 @@ class Settings(BaseSettings):
         except Exception as exc:
             raise ValueError(f"MEDKIOSK_TIMEZONE: unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("registration_morning_hours", "registration_afternoon_hours")
+    @classmethod
+    def _registration_hours(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            return str(HalfDayHours.parse(value))
+        except ValueError as exc:
+            raise ValueError(f"MEDKIOSK_{info.field_name.upper()}: {exc}") from None
+
+    @model_validator(mode="after")
+    def _registration_rules_hold(self) -> Settings:
+        try:
+            self.registration_rules()
+        except ValueError as exc:
+            raise ValueError(f"MEDKIOSK_REGISTRATION_*: {exc}") from None
+        return self
 
     @field_validator("metrics_token")
     @classmethod
@@ -163,6 +196,19 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def registration_rules(self) -> RegistrationRules:
+        return RegistrationRules(
+            tz=self.tz,
+            morning=HalfDayHours.parse(self.registration_morning_hours),
+            afternoon=HalfDayHours.parse(self.registration_afternoon_hours),
+            horizon_days=self.registration_horizon_days,
+            pick_up_minutes_before=self.registration_pick_up_minutes_before,
+            pick_up_days_before=self.registration_pick_up_days_before,
+            registration_closes_minutes_before_end=self.registration_closes_minutes_before_end,
+            cancel_minutes_before_start=self.registration_cancel_minutes_before_start,
+            reprint_limit=self.registration_reprint_limit,
+        )
 
     @property
     def data_key_bytes(self) -> bytes:
