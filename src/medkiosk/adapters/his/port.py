@@ -67,6 +67,8 @@ class OrderStatus(StrEnum):
     """Waiting to be paid."""
     PAID = "paid"
     """Paid."""
+    VOIDED = "voided"
+    """Withdrawn before it was paid (the fee of a released registration hold): nothing to pay."""
 
 
 class PaymentChannel(StrEnum):
@@ -104,7 +106,13 @@ class RegistrationStatus(StrEnum):
     REGISTERED = "registered"
     """Paid and valid: the patient may be seen, and checks in (报到) on its day."""
     UNPAID = "unpaid"
-    """Booked ahead (an appointment, 预约) but not paid or picked up yet: nothing to check in."""
+    """Booked ahead at the window (an appointment, 预约), not paid yet: nothing to check in."""
+    BOOKED = "booked"
+    """An appointment made in the app or by phone, to pick up (预约取号); may be paid in the app already."""
+    PENDING_PAYMENT = "pending_payment"
+    """A number held (or an appointment picked up) until ``hold_until``: its fee order waits to be paid."""
+    RELEASED = "released"
+    """A hold given up or expired before its fee was paid: the number went back to the schedule."""
     CANCELLED = "cancelled"
     """Cancelled (退号): nothing to check in."""
 

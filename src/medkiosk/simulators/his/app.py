@@ -13,9 +13,15 @@ from fastapi import APIRouter, FastAPI, Query, Response
 from pydantic import BaseModel, Field
 
 from medkiosk.domain.money import NonNegativeMoney
-from medkiosk.simulators.control import SimulatorControl
+from medkiosk.simulators.control import SimulatorControl, clock_router
 from medkiosk.simulators.his.data import DEFAULT_SEED
-from medkiosk.simulators.his.records import CheckInKind, OrderStatus, PaymentChannel, PaymentRecord
+from medkiosk.simulators.his.records import (
+    CheckInKind,
+    OrderStatus,
+    PaymentChannel,
+    PaymentRecord,
+    RegistrationRecord,
+)
 from medkiosk.simulators.his.state import HisState
 from medkiosk.simulators.jsonapi import Invalid, Refusal, answer_in_contract_errors
 from medkiosk.simulators.personas import HOSPITAL_CODE, HOSPITAL_NAME
@@ -79,6 +85,24 @@ class CheckInBody(BaseModel):
     device_id: Annotated[str, Field(max_length=32)] | None = None
 
 
+class HoldBody(BaseModel):
+    idempotency_key: Key
+    patient_id: Reference
+    schedule_id: Reference
+    source: Literal["kiosk", "window"] = "kiosk"
+
+
+class KeyBody(BaseModel):
+    idempotency_key: Key
+
+
+class SimSettings(BaseModel):
+    """The simulator's settings through ``/__sim__/settings`` (back to their defaults on reset)."""
+
+    hold_minutes: float | None = Field(default=None, gt=0, le=24 * 60)
+    """How long a held number (or a picked-up appointment) waits for its fee before it is released."""
+
+
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -117,6 +141,15 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
     app.state.control = control
     app.state.his = state
     app.include_router(control.router())
+    app.include_router(clock_router(state, lambda: _clock(state)))
+
+    @app.get("/__sim__/settings", tags=["simulator control"])
+    def settings() -> dict[str, Any]:
+        return state.settings()
+
+    @app.post("/__sim__/settings", tags=["simulator control"])
+    def configure(change: SimSettings) -> dict[str, Any]:
+        return state.configure(**change.model_dump(exclude_none=True))
 
     answer_in_contract_errors(app, prefix=PREFIX, refusal=Refusal)
 
@@ -265,6 +298,55 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
         return await control.operate("registrations.list", request,
                                      lambda: {"registrations": state.registrations(patient_id, date)})
 
+    def answer(registration: RegistrationRecord, replayed: bool, response: Response) -> dict[str, Any]:
+        if replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return state.registration_json(registration)
+
+    @his.post("/registrations", status_code=201)
+    async def hold_registration(body: HoldBody, response: Response) -> dict[str, Any]:
+        return await control.operate("registrations.hold", body.model_dump(),
+                                     lambda: answer(*state.hold_registration(**body.model_dump()), response))
+
+    @his.get("/registrations/{registration_no}")
+    async def registration(registration_no: str) -> dict[str, Any]:
+        return await control.operate("registrations.get", {"registration_no": registration_no},
+                                     lambda: state.registration_json(state.registration(registration_no)))
+
+    @his.post("/registrations/{registration_no}/release")
+    async def release_registration(registration_no: str, body: KeyBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return answer(*state.release_registration(registration_no, idempotency_key=body.idempotency_key),
+                          response)
+
+        return await control.operate("registrations.release", {"registration_no": registration_no,
+                                                               **body.model_dump()}, run)
+
+    @his.post("/registrations/{registration_no}/cancel")
+    async def cancel_registration(registration_no: str, body: CancelBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return answer(*state.cancel_registration(registration_no, idempotency_key=body.idempotency_key,
+                                                     reason=body.reason), response)
+
+        return await control.operate("registrations.cancel", {"registration_no": registration_no,
+                                                              **body.model_dump()}, run)
+
+    @his.get("/patients/{patient_id}/appointments")
+    async def appointments(patient_id: str) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return {"appointments": [state.registration_json(r) for r in state.appointments(patient_id)]}
+
+        return await control.operate("appointments.list", {"patient_id": patient_id}, run)
+
+    @his.post("/appointments/{registration_no}/pick-up")
+    async def pick_up_appointment(registration_no: str, body: KeyBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return answer(*state.pick_up_appointment(registration_no, idempotency_key=body.idempotency_key),
+                          response)
+
+        return await control.operate("appointments.pick_up", {"registration_no": registration_no,
+                                                              **body.model_dump()}, run)
+
     @his.post("/check-ins", status_code=201)
     async def check_in(body: CheckInBody, response: Response) -> dict[str, Any]:
         def run() -> dict[str, Any]:
@@ -278,3 +360,7 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
 
     app.include_router(his)
     return app
+
+
+def _clock(state: HisState) -> dict[str, Any]:
+    return {"now": state.now().isoformat(timespec="seconds"), "offset_seconds": state.clock_offset}

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from medkiosk.domain.identity import make_id_number
+from medkiosk.simulators.his.records import HALF_DAY_HOURS
 from medkiosk.simulators.personas import PERSONAS, Persona
 
 DEFAULT_SEED = 20261120
@@ -121,7 +122,24 @@ CATALOG: dict[str, CatalogItem] = {i.item_code: i for i in [
     _item("F0001", "病历复印费", "non_medical", None, "张", "0.50"),
     _item("F0002", "影像光盘刻录费", "non_medical", None, "张", "20.00"),
     _item("F0003", "病历本工本费", "non_medical", None, "本", "1.00"),
+    # A registration's fee is these two; the examination fee's price is the schedule's fee less
+    # the registration fee (see registration_fee_items).
+    _item("G0001", "挂号费", "treatment", None, "次", "1.00"),
+    _item("G0002", "门诊诊查费", "treatment", "001101000010000", "次", "9.00"),
 ]}
+REGISTRATION_FEE_ITEM, EXAMINATION_FEE_ITEM = "G0001", "G0002"
+
+
+def registration_fee_items(fee: Decimal) -> list[dict[str, Any]]:
+    """The items of a registration's fee order, adding up to exactly ``fee``: 挂号费 (self-pay) and
+    诊查费 (insured) for the rest; a fee no larger than the registration fee is that fee alone."""
+    registration, examination = CATALOG[REGISTRATION_FEE_ITEM], CATALOG[EXAMINATION_FEE_ITEM]
+    parts = [(registration, min(fee, registration.unit_price))]
+    if fee > registration.unit_price:
+        parts.append((examination, fee - registration.unit_price))
+    return [{"item_code": item.item_code, "name": item.name, "kind": item.kind,
+             "insurance_code": item.insurance_code, "self_pay_only": item.self_pay_only,
+             "unit": item.unit, "unit_price": price, "quantity": 1} for item, price in parts]
 
 # (exam type, item, name, body part, preparation, fee); gender-specific pelvic scans below.
 EXAMS = {
@@ -210,6 +228,9 @@ def build_demo_hospital(*, today: dt.date, seed: int = DEFAULT_SEED) -> dict[str
                                  [(c, rng.randint(1, 3)) for c in codes]))
     admissions = _admissions(rng, patients, today)
     reports = _reports(today)
+    _few_numbers_left(schedules, today)
+    registrations = _registrations(today, seed, patients, doctors)
+    registrations += _appointments(today, doctors, schedules, first_number=len(registrations) + 1)
     return {
         "patients": patients,
         "departments": departments,
@@ -218,7 +239,7 @@ def build_demo_hospital(*, today: dt.date, seed: int = DEFAULT_SEED) -> dict[str
         "orders": orders,
         "exam_orders": exam_orders,
         "admissions": admissions,
-        "registrations": _registrations(today, seed, patients, doctors),
+        "registrations": registrations,
         "reports": reports,
     }
 
@@ -484,7 +505,7 @@ def _admissions(rng: random.Random, patients: list[dict[str, Any]], today: dt.da
 # Today's registrations (挂号) for check-in (报到): the personas who are not in hospital, and a
 # few generated patients in the same clinics so a waiting room is never empty. Drawn from their
 # own random stream, so adding them changes nothing else of the demo hospital.
-REGISTRATION_WINDOWS = {"am": (dt.time(8, 0), 30), "pm": (dt.time(14, 0), 30)}
+REGISTRATION_WINDOWS = {half_day.value: (start, 30) for half_day, (start, _end) in HALF_DAY_HOURS.items()}
 PATIENTS_PER_WINDOW = 3
 PERSONA_REGISTRATIONS = {
     "local_employee": [("0101", "am")], "local_resident": [("0105", "am")],
@@ -534,4 +555,50 @@ def _registrations(today: dt.date, seed: int, patients: list[dict[str, Any]],
     # An appointment not picked up yet, and a cancelled one: neither can check in.
     register(PERSONAS["self_pay"].patient_id, "0201", "pm", status="unpaid", source="app")
     register(PERSONAS["local_employee"].patient_id, "0105", "pm", status="cancelled", source="app")
+    return records
+
+
+# Tomorrow morning, deterministically: one ordinary clinic booked out and two with a number or two
+# left, so a kiosk (and a test) meets the last number and a full clinic without searching.
+TOMORROW_REMAINING = {"D010102": 0, "D010602": 2, "D020102": 1}
+
+# Appointments to pick up (预约取号), booked earlier in the app or by phone: (persona, doctor, days
+# from today, source, paid in the app). Mornings, since ordinary doctors hold a clinic every morning.
+APPOINTMENTS = [
+    ("local_employee", "D010102", 0, "app", True),
+    ("local_resident", "D010502", 0, "app", False),
+    ("same_province", "D010302", 1, "phone", False),
+]
+
+
+def _few_numbers_left(schedules: list[dict[str, Any]], today: dt.date) -> None:
+    tomorrow = today + dt.timedelta(days=1)
+    for slot in schedules:
+        if slot["date"] == tomorrow and slot["half_day"] == "am" and slot["doctor_code"] in TOMORROW_REMAINING:
+            slot["remaining"] = TOMORROW_REMAINING[slot["doctor_code"]]
+
+
+def _appointments(today: dt.date, doctors: list[dict[str, Any]], schedules: list[dict[str, Any]], *,
+                  first_number: int) -> list[dict[str, Any]]:
+    """Each appointment took the last number given out of its schedule (one more is taken if none was)."""
+    by_code = {d["code"]: d for d in doctors}
+    records = []
+    for number, (persona, doctor_code, days, source, paid) in enumerate(APPOINTMENTS, start=first_number):
+        doctor = by_code[doctor_code]
+        day = today + dt.timedelta(days=days)
+        slot = next(s for s in schedules
+                    if s["doctor_code"] == doctor_code and s["date"] == day and s["half_day"] == "am")
+        if slot["remaining"] == slot["total"]:
+            slot["remaining"] -= 1
+        queue_no = slot["total"] - slot["remaining"]
+        start, end = registration_window("am", queue_no)
+        fee = EXPERT_FEES.get(doctor["title"], ORDINARY_FEE)
+        records.append({
+            "registration_no": f"GH{today:%Y%m%d}{number:04d}", "patient_id": PERSONAS[persona].patient_id,
+            "date": day, "half_day": "am", "department_code": doctor["department_code"], "doctor_code": doctor_code,
+            "level": doctor["level"], "queue_no": queue_no, "window_start": start, "window_end": end, "fee": fee,
+            "status": "booked", "source": source, "schedule_id": slot["schedule_id"],
+            "app_trade_no": f"APP{today:%Y%m%d}{number:06d}" if paid else None,
+            "app_paid_amount": fee if paid else None,
+        })
     return records

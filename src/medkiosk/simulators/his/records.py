@@ -57,7 +57,25 @@ class DoctorTitle(StrEnum):
 
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+# When each half-day's clinic runs, in the hospital's local time: a registration cannot be
+# cancelled once its half-day has started, and no number is held once it has ended.
+HALF_DAY_HOURS: dict[HalfDay, tuple[dt.time, dt.time]] = {
+    HalfDay.AM: (dt.time(8, 0), dt.time(12, 0)),
+    HalfDay.PM: (dt.time(14, 0), dt.time(17, 30)),
+}
+
+
+def half_day_start(date: dt.date, half_day: HalfDay) -> dt.datetime:
+    """When the half-day's clinic starts (naive: the simulator's local time)."""
+    return dt.datetime.combine(date, HALF_DAY_HOURS[half_day][0])
+
+
+def half_day_end(date: dt.date, half_day: HalfDay) -> dt.datetime:
+    """When the half-day's clinic ends (naive: the simulator's local time)."""
+    return dt.datetime.combine(date, HALF_DAY_HOURS[half_day][1])
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+Key = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class Record(BaseModel):
@@ -129,6 +147,8 @@ class ScheduleRecord(Record):
     fee: Money
     total: int = Field(ge=0, le=10_000)
     remaining: int = Field(ge=0, le=10_000)
+    windowed: bool = True
+    """Its numbers carry a time window (分时段): three numbers a 30-minute window from the half-day's start."""
 
     @model_validator(mode="after")
     def _remaining_within_total(self) -> "ScheduleRecord":
@@ -294,6 +314,31 @@ class RegistrationRecord(Record):
     fee: Money
     status: RegistrationStatus = RegistrationStatus.REGISTERED
     source: Annotated[str, Field(pattern=r"^(kiosk|window|app|phone)$")] = "window"
+    schedule_id: Code | None = None
+    """The schedule whose number it took; None for registrations loaded without one."""
+    visit_no: Code | None = None
+    """The visit its fee order belongs to (a hold or a picked-up appointment); None otherwise."""
+    fee_order_no: Code | None = None
+    """The order charging its fee (挂号费 + 诊查费), created by a hold or a pick-up."""
+    hold_until: dt.datetime | None = None
+    """While ``pending_payment``: when the hold lapses and the number goes back."""
+    receipt_no: Code | None = None
+    """The payment (收费记录) that paid its fee at a kiosk; None when paid elsewhere (window, app)."""
+    app_trade_no: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """An appointment paid in the hospital app: the app's trade number (for a refund there)."""
+    app_paid_amount: Money | None = None
+    """An appointment paid in the hospital app: what the app charged."""
+    idempotency_key: Key | None = None
+    """The kiosk's key of the hold that created it."""
+    pick_up_idempotency_key: Key | None = None
+    release_idempotency_key: Key | None = None
+    cancel_idempotency_key: Key | None = None
+    cancel_reason: Annotated[str, Field(max_length=200)] | None = None
+    cancelled_at: dt.datetime | None = None
+
+    @property
+    def paid_in_app(self) -> bool:
+        return self.app_trade_no is not None
 
     @model_validator(mode="after")
     def _window_in_order(self) -> "RegistrationRecord":
@@ -301,6 +346,13 @@ class RegistrationRecord(Record):
             raise ValueError("window_start and window_end come together")
         if self.window_start is not None and self.window_end <= self.window_start:  # type: ignore[operator]
             raise ValueError("window_end must be after window_start")
+        if (self.app_trade_no is None) != (self.app_paid_amount is None):
+            raise ValueError("app_trade_no and app_paid_amount come together")
+        if self.status is RegistrationStatus.PENDING_PAYMENT and (
+                self.hold_until is None or self.visit_no is None or self.fee_order_no is None):
+            raise ValueError("a pending_payment registration has hold_until, visit_no and fee_order_no")
+        if self.status is RegistrationStatus.BOOKED and self.source not in ("app", "phone"):
+            raise ValueError("a booked appointment comes from the app or by phone")
         return self
 
 
@@ -332,9 +384,6 @@ class PaidItemRecord(OrderItemRecord):
     """An item of a posted payment, kept as it was when paid (with the order it belongs to)."""
 
     order_no: Code
-
-
-Key = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class PaymentRecord(Record):

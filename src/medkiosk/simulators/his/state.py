@@ -7,6 +7,7 @@ Thread-safe, because the control routes run in a thread pool and the HIS routes 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -16,7 +17,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from medkiosk.domain.identity import birth_date_from_id, gender_from_id, is_valid_id_number
-from medkiosk.simulators.his.data import DEFAULT_SEED, DRUG_USAGE, EXAM_LABELS, build_demo_hospital
+from medkiosk.simulators.his.data import (
+    DEFAULT_SEED,
+    DRUG_USAGE,
+    EXAM_LABELS,
+    build_demo_hospital,
+    registration_fee_items,
+    registration_window,
+)
 from medkiosk.simulators.his.records import (
     RECORD_TYPES,
     AdmissionRecord,
@@ -41,6 +49,8 @@ from medkiosk.simulators.his.records import (
     ReportStatus,
     ScheduleRecord,
     describe_validation_error,
+    half_day_end,
+    half_day_start,
     is_valid_phone,
     payment_problem,
 )
@@ -59,6 +69,16 @@ REFUSED_CHECK_IN_MESSAGE = "该科室暂停报到，请到分诊台办理"
 # ``paid_at`` is left out: a retry stamped later is still the same payment (the first time is kept).
 _POSTING_FIELDS = ("patient_id", "visit_no", "total", "fund", "account", "cash", "insurance_settlement_id",
                    "channel", "trade_no")
+DEFAULT_HOLD_MINUTES = 15.0
+# Registrations that hold their number (序号): the others (released, cancelled) gave it back.
+HOLDING_STATUSES = frozenset({RegistrationStatus.REGISTERED, RegistrationStatus.UNPAID, RegistrationStatus.BOOKED,
+                              RegistrationStatus.PENDING_PAYMENT})
+# The kiosk's keys stay in the HIS; replies leave them out.
+_REGISTRATION_PRIVATE = {"idempotency_key", "pick_up_idempotency_key", "release_idempotency_key",
+                         "cancel_idempotency_key"}
+# Magic input: a registration whose number ends with REFUSED_VISIT_SUFFIX cannot be cancelled at a kiosk.
+REFUSED_CANCEL_MESSAGE = "该号不支持自助退号，请到挂号窗口办理"
+RELEASED_POSTING_MESSAGE = "该挂号已超时或已取消，号源已释放，本次缴费不能入账，款项将原路退回"
 
 
 class HisState:
@@ -69,14 +89,52 @@ class HisState:
         self._fixed_today = today
         self._lock = threading.RLock()
         self._data: Data = {name: [] for name in COLLECTIONS}
+        self._offset = 0.0
+        self.hold_minutes = DEFAULT_HOLD_MINUTES
         self.reset()
+
+    # -- the clock and settings -------------------------------------------------------------------
+    def now(self) -> dt.datetime:
+        """The simulator's time: real local time, moved forward by :meth:`advance`, on the pinned day if any."""
+        moment = _now() + dt.timedelta(seconds=self._offset)
+        if self._fixed_today is not None:
+            moment += self._fixed_today - dt.date.today()
+        return moment
 
     @property
     def today(self) -> dt.date:
-        return self._fixed_today or dt.date.today()
+        return self.now().date()
+
+    @property
+    def clock_offset(self) -> float:
+        return self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the simulator's clock forward (holds lapse, half-days start and end by it)."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._offset += seconds
+
+    def settings(self) -> dict[str, Any]:
+        return {"hold_minutes": self.hold_minutes}
+
+    def configure(self, *, hold_minutes: float | None = None) -> dict[str, Any]:
+        with self._lock:
+            if hold_minutes is not None:
+                self.hold_minutes = hold_minutes
+            return self.settings()
+
+    def _local_now(self) -> dt.datetime:
+        """The simulator's time without an offset, to compare with a half-day's hours."""
+        return self.now().replace(tzinfo=None)
 
     # -- SimulatorState -------------------------------------------------------------------------
     def reset(self) -> None:
+        """Back to the demo hospital, the real clock and the default settings."""
+        with self._lock:
+            self._offset = 0.0
+            self.hold_minutes = DEFAULT_HOLD_MINUTES
         data = build_demo_hospital(today=self.today, seed=self.seed)
         candidate = {name: _validated(name, data.get(name, [])) for name in COLLECTIONS}
         _check_integrity(candidate)
@@ -201,6 +259,7 @@ class HisState:
     def schedules(self, on: dt.date | None = None, department_code: str | None = None,
                   doctor_code: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
+            self._expire_holds()
             wanted = self._department_and_children(department_code)
             departments = {d.code: d for d in self._data["departments"]}
             doctors = {d.code: d for d in self._data["doctors"]}
@@ -219,6 +278,7 @@ class HisState:
     def visits(self, patient_id: str, status: OrderStatus | None = None) -> list[dict[str, Any]]:
         """The patient's orders grouped by visit, newest visit first."""
         with self._lock:
+            self._expire_holds()
             self._patient(patient_id)
             departments = {d.code: d for d in self._data["departments"]}
             doctors = {d.code: d for d in self._data["doctors"]}
@@ -414,6 +474,7 @@ class HisState:
         """The patient's registrations of ``on`` (default: today), morning first, with check-in times."""
         on = on or self.today
         with self._lock:
+            self._expire_holds()
             self._patient(patient_id)
             found = [r for r in self._data["registrations"] if r.patient_id == patient_id and r.date == on]
             checked = {c.reference: c for c in self._data["check_ins"] if c.kind is CheckInKind.REGISTRATION}
@@ -422,7 +483,7 @@ class HisState:
         found.sort(key=lambda r: (r.half_day != HalfDay.AM, r.window_start or dt.time(), r.registration_no))
         unknown = DepartmentRecord(code="x", name="—", location="—")
         return [{
-            **r.model_dump(mode="json", exclude={"fee", "source"}),
+            **r.model_dump(mode="json", exclude={"fee", "source", *_REGISTRATION_PRIVATE}),
             "department_name": departments.get(r.department_code, unknown).name,
             "location": departments.get(r.department_code, unknown).location,
             "doctor_name": doctors[r.doctor_code].name if r.doctor_code in doctors else "",
@@ -435,6 +496,7 @@ class HisState:
                  device_id: str | None = None) -> tuple[CheckInRecord, bool]:
         """Record a check-in; ``(check_in, replayed)``. One check-in per registration or exam order."""
         with self._lock:
+            self._expire_holds()
             earlier = next((c for c in self._data["check_ins"]
                             if c.idempotency_key == idempotency_key
                             or (c.kind == kind and c.reference == reference)), None)
@@ -465,11 +527,246 @@ class HisState:
             raise NotFound("未找到该挂号记录")
         if registration.status is RegistrationStatus.CANCELLED:
             raise Conflict("该号已退号，不能报到", code="REGISTRATION_CANCELLED")
-        if registration.status is RegistrationStatus.UNPAID:
+        if registration.status is RegistrationStatus.RELEASED:
+            raise Conflict("该号未缴费已释放，不能报到", code="REGISTRATION_RELEASED")
+        if registration.status in (RegistrationStatus.UNPAID, RegistrationStatus.BOOKED,
+                                   RegistrationStatus.PENDING_PAYMENT):
             raise Invalid("该预约尚未取号缴费，请先取号", code="REGISTRATION_UNPAID")
         if registration.date != self.today:
             raise Invalid(f"该号是{registration.date:%m月%d日}的号，只能在就诊当天报到", code="NOT_TODAY")
         return registration
+
+    # -- holding, confirming, releasing and cancelling registrations ------------------------------------
+    def registration(self, registration_no: str) -> RegistrationRecord:
+        with self._lock:
+            self._expire_holds()
+            return self._registration(registration_no)
+
+    def registration_json(self, registration: RegistrationRecord) -> dict[str, Any]:
+        """A registration as the contract answers it: its record without our keys, with names and check-in."""
+        with self._lock:
+            department = next((d for d in self._data["departments"] if d.code == registration.department_code), None)
+            doctor = next((d for d in self._data["doctors"] if d.code == registration.doctor_code), None)
+            check_in = next((c for c in self._data["check_ins"] if c.kind is CheckInKind.REGISTRATION
+                             and c.reference == registration.registration_no), None)
+        return {**registration.model_dump(mode="json", exclude=_REGISTRATION_PRIVATE),
+                "department_name": department.name if department else "—",
+                "location": department.location if department else "—",
+                "doctor_name": doctor.name if doctor else "",
+                "checked_in_at": check_in.checked_in_at.isoformat() if check_in else None}
+
+    def hold_registration(self, *, idempotency_key: str, patient_id: str, schedule_id: str,
+                          source: str = "kiosk") -> tuple[RegistrationRecord, bool]:
+        """Hold the schedule's next free number until ``hold_until`` with an unpaid fee order on a new
+        visit; ``(registration, replayed)``. The schedule's ``remaining`` drops in the same change."""
+        with self._lock:
+            self._expire_holds()
+            earlier = next((r for r in self._data["registrations"] if r.idempotency_key == idempotency_key), None)
+            if earlier is not None:
+                if (earlier.patient_id, earlier.schedule_id, earlier.source) != (patient_id, schedule_id, source):
+                    raise Conflict("该幂等键已用于另一次挂号，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+                return earlier, True
+            self._patient(patient_id)
+            schedule = next((s for s in self._data["schedules"] if s.schedule_id == schedule_id), None)
+            if schedule is None:
+                raise NotFound("未找到该号源，请刷新排班")
+            if self._local_now() >= half_day_end(schedule.date, schedule.half_day):
+                raise Conflict("该时段门诊已结束，请选择其他日期或时段", code="HALF_DAY_OVER")
+            if any(r.patient_id == patient_id and r.status in HOLDING_STATUSES
+                   and (r.doctor_code, r.date, r.half_day) == (schedule.doctor_code, schedule.date, schedule.half_day)
+                   for r in self._data["registrations"]):
+                raise Conflict("您已挂过该医生同一时段的号，请勿重复挂号", code="DUPLICATE")
+            queue_no = self._next_queue_no(schedule)
+            if queue_no is None:
+                raise Conflict("该时段号源已满，请选择其他医生或时段", code="SLOT_FULL")
+            window = registration_window(schedule.half_day.value, queue_no) if schedule.windowed else (None, None)
+            registration_no = self._next_registration_no()
+            order = self._fee_order(patient_id, schedule.date, schedule.department_code, schedule.doctor_code,
+                                    schedule.fee)
+            registration = RegistrationRecord(
+                registration_no=registration_no, patient_id=patient_id, date=schedule.date,
+                half_day=schedule.half_day, department_code=schedule.department_code,
+                doctor_code=schedule.doctor_code, level=schedule.level, queue_no=queue_no, window_start=window[0],
+                window_end=window[1], fee=schedule.fee, status=RegistrationStatus.PENDING_PAYMENT, source=source,
+                schedule_id=schedule.schedule_id, visit_no=order.visit_no, fee_order_no=order.order_no,
+                hold_until=self._hold_until(), idempotency_key=idempotency_key)
+            self._data = {**self._data, "orders": [*self._data["orders"], order],
+                          "registrations": [*self._data["registrations"], registration],
+                          "schedules": self._with_remaining(schedule.schedule_id, -1)}
+            return registration, False
+
+    def release_registration(self, registration_no: str, *, idempotency_key: str) -> tuple[RegistrationRecord, bool]:
+        """Give a held number back (its fee order voided); ``(registration, replayed)``.
+
+        A hold already released (by a kiosk or by lapsing) answers as it is, whatever the key; a
+        picked-up appointment goes back to ``booked`` and keeps its number.
+        """
+        with self._lock:
+            self._expire_holds()
+            other = next((r for r in self._data["registrations"]
+                          if r.release_idempotency_key == idempotency_key), None)
+            if other is not None and other.registration_no != registration_no:
+                raise Conflict("该幂等键已用于另一次释放，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+            registration = self._registration(registration_no)
+            if other is not None or registration.status in (RegistrationStatus.RELEASED, RegistrationStatus.BOOKED):
+                return registration, True
+            if registration.status is RegistrationStatus.REGISTERED:
+                raise Conflict("该号已缴费挂号成功，不能释放；如需退号请办理退号", code="ALREADY_REGISTERED")
+            if registration.status is not RegistrationStatus.PENDING_PAYMENT:
+                raise Conflict("该号不是待缴费的号源，不能释放", code="NOT_HELD")
+            return self._release(registration, idempotency_key), False
+
+    def cancel_registration(self, registration_no: str, *, idempotency_key: str,
+                            reason: str) -> tuple[RegistrationRecord, bool]:
+        """Cancel (退号) a paid registration before its half-day starts; ``(registration, replayed)``.
+
+        The number goes back to the schedule. Its payment stays posted: the caller cancels it (the
+        registration's ``receipt_no``) and refunds. A cancelled one answers as it is, whatever the key.
+        """
+        with self._lock:
+            self._expire_holds()
+            other = next((r for r in self._data["registrations"]
+                          if r.cancel_idempotency_key == idempotency_key), None)
+            if other is not None and (other.registration_no != registration_no or other.cancel_reason != reason):
+                raise Conflict("该幂等键已用于另一次退号，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+            registration = self._registration(registration_no)
+            if registration.status is RegistrationStatus.CANCELLED:
+                return registration, True
+            if registration.status is not RegistrationStatus.REGISTERED:
+                raise Conflict("该号尚未缴费挂号，不能退号", code="NOT_REGISTERED")
+            if any(c.kind is CheckInKind.REGISTRATION and c.reference == registration_no
+                   for c in self._data["check_ins"]):
+                raise Conflict("该号已报到，不能退号，请到挂号窗口办理", code="CHECKED_IN")
+            if self._local_now() >= half_day_start(registration.date, registration.half_day):
+                raise Conflict("该号的就诊时段已开始，不能退号，请到挂号窗口办理", code="HALF_DAY_STARTED")
+            if registration_no.endswith(REFUSED_VISIT_SUFFIX):
+                raise Conflict(REFUSED_CANCEL_MESSAGE, code="CANCEL_REFUSED")
+            cancelled = registration.model_copy(update={
+                "status": RegistrationStatus.CANCELLED, "cancelled_at": self.now(), "cancel_reason": reason,
+                "cancel_idempotency_key": idempotency_key})
+            self._data = {**self._data, "registrations": self._with_registration(cancelled),
+                          "schedules": self._with_remaining(registration.schedule_id, +1)}
+            return cancelled, False
+
+    def appointments(self, patient_id: str) -> list[RegistrationRecord]:
+        """The patient's appointments to pick up (``booked``), of today and later, earliest first."""
+        with self._lock:
+            self._expire_holds()
+            self._patient(patient_id)
+            found = [r for r in self._data["registrations"] if r.patient_id == patient_id
+                     and r.status is RegistrationStatus.BOOKED and r.date >= self.today]
+        return sorted(found, key=lambda r: (r.date, r.half_day != HalfDay.AM, r.queue_no, r.registration_no))
+
+    def pick_up_appointment(self, registration_no: str, *, idempotency_key: str) -> tuple[RegistrationRecord, bool]:
+        """Pick up (取号) an appointment; ``(registration, replayed)``. Paid in the app: registered at
+        once. Unpaid: its fee order is created and it waits, ``pending_payment``, like a hold."""
+        with self._lock:
+            self._expire_holds()
+            other = next((r for r in self._data["registrations"]
+                          if r.pick_up_idempotency_key == idempotency_key), None)
+            if other is not None and other.registration_no != registration_no:
+                raise Conflict("该幂等键已用于另一次取号，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+            registration = self._registration(registration_no)
+            if other is not None:
+                return registration, True
+            if registration.status is RegistrationStatus.PENDING_PAYMENT:
+                raise Conflict("该预约正在取号缴费中，请完成缴费或稍后再试", code="PICK_UP_IN_PROGRESS")
+            if registration.status is RegistrationStatus.REGISTERED:
+                raise Conflict("该预约已取号，请勿重复取号", code="ALREADY_PICKED_UP")
+            if registration.status is not RegistrationStatus.BOOKED:
+                raise Conflict("该挂号不是待取号的预约", code="NOT_BOOKED")
+            if self._local_now() >= half_day_end(registration.date, registration.half_day):
+                raise Conflict("该预约的就诊时段已结束，不能取号", code="HALF_DAY_OVER")
+            if registration.paid_in_app:
+                picked = registration.model_copy(update={"status": RegistrationStatus.REGISTERED,
+                                                         "pick_up_idempotency_key": idempotency_key})
+                self._data = {**self._data, "registrations": self._with_registration(picked)}
+                return picked, False
+            order = self._fee_order(registration.patient_id, registration.date, registration.department_code,
+                                    registration.doctor_code, registration.fee)
+            picked = registration.model_copy(update={
+                "status": RegistrationStatus.PENDING_PAYMENT, "visit_no": order.visit_no,
+                "fee_order_no": order.order_no, "hold_until": self._hold_until(),
+                "pick_up_idempotency_key": idempotency_key})
+            self._data = {**self._data, "orders": [*self._data["orders"], order],
+                          "registrations": self._with_registration(picked)}
+            return picked, False
+
+    def _registration(self, registration_no: str) -> RegistrationRecord:
+        for registration in self._data["registrations"]:
+            if registration.registration_no == registration_no:
+                return registration
+        raise NotFound("未找到该挂号记录")
+
+    def _hold_until(self) -> dt.datetime:
+        return self.now() + dt.timedelta(minutes=self.hold_minutes)
+
+    def _expire_holds(self) -> None:
+        """Release every hold past its ``hold_until``: lazily, whenever registrations, schedules or
+        orders are read or written. Caller holds the lock."""
+        now = self.now()
+        for registration in [r for r in self._data["registrations"]
+                             if r.status is RegistrationStatus.PENDING_PAYMENT and _aware(r.hold_until) <= now]:
+            self._release(registration, None)
+
+    def _release(self, registration: RegistrationRecord, idempotency_key: str | None) -> RegistrationRecord:
+        """Void the hold's fee order; a kiosk hold gives its number back, a picked-up appointment is
+        ``booked`` again (it keeps its number). Caller holds the lock."""
+        voided = self._with_order_status({registration.fee_order_no} if registration.fee_order_no else set(),
+                                         OrderStatus.VOIDED)
+        if registration.source in ("app", "phone"):
+            released = registration.model_copy(update={
+                "status": RegistrationStatus.BOOKED, "visit_no": None, "fee_order_no": None, "hold_until": None,
+                "pick_up_idempotency_key": None, "release_idempotency_key": idempotency_key})
+            self._data = {**self._data, **voided, "registrations": self._with_registration(released)}
+            return released
+        released = registration.model_copy(update={"status": RegistrationStatus.RELEASED,
+                                                   "release_idempotency_key": idempotency_key})
+        self._data = {**self._data, **voided, "registrations": self._with_registration(released),
+                      "schedules": self._with_remaining(registration.schedule_id, +1)}
+        return released
+
+    def _with_registration(self, updated: RegistrationRecord) -> list[Record]:
+        return [updated if r.registration_no == updated.registration_no else r for r in self._data["registrations"]]
+
+    def _with_remaining(self, schedule_id: str | None, change: int) -> list[Record]:
+        """The schedules with ``remaining`` moved by ``change`` on one of them (kept within 0…total)."""
+        return [s.model_copy(update={"remaining": min(s.total, max(0, s.remaining + change))})
+                if s.schedule_id == schedule_id else s for s in self._data["schedules"]]
+
+    def _next_queue_no(self, schedule: ScheduleRecord) -> int | None:
+        """The schedule's next free number, or None when none is left.
+
+        Numbers given out that the HIS holds no record of (``total - remaining`` minus the records
+        holding one) are taken to be the lowest free ones; the next is the first after them, so a
+        number given back (released, cancelled) is given out again.
+        """
+        if schedule.remaining <= 0:
+            return None
+        holding = {r.queue_no for r in self._data["registrations"] if r.status in HOLDING_STATUSES
+                   and (r.doctor_code, r.date, r.half_day) == (schedule.doctor_code, schedule.date, schedule.half_day)}
+        given_elsewhere = max(0, schedule.total - schedule.remaining - len(holding))
+        free = (number for number in range(1, schedule.total + 1) if number not in holding)
+        return next(itertools.islice(free, given_elsewhere, None), None)
+
+    def _next_registration_no(self) -> str:
+        taken = {r.registration_no for r in self._data["registrations"]}
+        number = len(taken) + 1
+        while (registration_no := f"GH{self.today:%Y%m%d}{number:04d}") in taken:
+            number += 1
+        return registration_no
+
+    def _fee_order(self, patient_id: str, on: dt.date, department_code: str, doctor_code: str,
+                   fee: Decimal) -> OrderRecord:
+        """A registration fee's unpaid order on a new visit of ``on``; its items add up to ``fee``."""
+        visits = {o.visit_no for o in self._data["orders"]} | {e.visit_no for e in self._data["exam_orders"]}
+        order_nos = {o.order_no for o in self._data["orders"]} | {e.order_no for e in self._data["exam_orders"]}
+        visit_no = next(v for n in itertools.count(len(visits) + 1) if (v := f"MZ{on:%Y%m%d}{n:04d}") not in visits)
+        order_no = next(o for n in itertools.count(len(order_nos) + 1)
+                        if (o := f"CF{on:%Y%m%d}{n:05d}") not in order_nos)
+        return OrderRecord(order_no=order_no, patient_id=patient_id, visit_no=visit_no, visit_date=on,
+                           department_code=department_code, doctor_code=doctor_code, status=OrderStatus.UNPAID,
+                           items=registration_fee_items(fee))  # type: ignore[arg-type]
 
     # -- payments ------------------------------------------------------------------------------------
     def post_payment(self, *, idempotency_key: str, patient_id: str, visit_no: str, order_nos: list[str],
@@ -488,6 +785,7 @@ class HisState:
                 if not same:
                     raise Conflict("该幂等键已用于另一笔内容不同的缴费，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
                 return earlier, True
+            self._expire_holds()
             problem = payment_problem(order_nos=order_nos, total=total, fund=fund, account=account, cash=cash,
                                       channel=channel, trade_no=trade_no,
                                       insurance_settlement_id=insurance_settlement_id)
@@ -506,6 +804,8 @@ class HisState:
             paid = [o.order_no for o in chosen if o.status is OrderStatus.PAID]
             if paid:
                 raise Conflict(f"处方单 {'、'.join(paid)} 已缴费，请勿重复缴费", code="ORDER_PAID")
+            if any(o.status is OrderStatus.VOIDED for o in chosen):
+                raise Conflict(RELEASED_POSTING_MESSAGE, code="REGISTRATION_RELEASED")
             items = [PaidItemRecord(order_no=o.order_no, **i.model_dump()) for o in chosen for i in o.items]
             due = sum((i.amount for i in items), Decimal("0.00"))  # type: ignore[misc]
             if total != due:
@@ -514,8 +814,13 @@ class HisState:
             now = _now()
             payment = PaymentRecord(receipt_no=self._next_receipt_no(now), idempotency_key=idempotency_key,
                                     order_nos=order_nos, posted_at=now, items=items, **posting)
+            # Paying a held number's fee confirms the registration, in the same change.
+            registrations = [r.model_copy(update={"status": RegistrationStatus.REGISTERED,
+                                                  "receipt_no": payment.receipt_no})
+                             if r.status is RegistrationStatus.PENDING_PAYMENT and r.fee_order_no in order_nos else r
+                             for r in self._data["registrations"]]
             self._data = {**self._data, "payments": [*self._data["payments"], payment],
-                          **self._with_order_status(set(order_nos), OrderStatus.PAID)}
+                          **self._with_order_status(set(order_nos), OrderStatus.PAID), "registrations": registrations}
             return payment, False
 
     def cancel_payment(self, receipt_no: str, *, idempotency_key: str, reason: str) -> tuple[PaymentRecord, bool]:
@@ -533,12 +838,17 @@ class HisState:
             booked = [e.order_no for e in self._data["exam_orders"] if e.order_no in payment.order_nos and e.booked]
             if booked:
                 raise Conflict("该缴费包含已预约的检查，请先取消检查预约再退费", code="EXAM_BOOKED")
+            fees = {r.fee_order_no: r for r in self._data["registrations"] if r.fee_order_no in payment.order_nos}
+            if any(r.status is RegistrationStatus.REGISTERED for r in fees.values()):
+                raise Conflict("该缴费为挂号费，挂号仍有效，请先退号再撤销缴费", code="REGISTRATION_ACTIVE")
             cancelled = payment.model_copy(update={"status": PaymentStatus.CANCELLED, "cancelled_at": _now(),
                                                    "cancel_reason": reason,
                                                    "cancel_idempotency_key": idempotency_key})
             payments = [cancelled if p.receipt_no == receipt_no else p for p in self._data["payments"]]
+            # A cancelled registration's fee is not owed again: its order is voided, not unpaid.
             self._data = {**self._data, "payments": payments,
-                          **self._with_order_status(set(payment.order_nos), OrderStatus.UNPAID)}
+                          **self._with_order_status(set(payment.order_nos) - set(fees), OrderStatus.UNPAID)}
+            self._data.update(self._with_order_status(set(fees), OrderStatus.VOIDED))
             return cancelled, False
 
     def payments(self, patient_id: str | None = None, since: dt.datetime | None = None,
@@ -587,6 +897,12 @@ class HisState:
 
 def _now() -> dt.datetime:
     return dt.datetime.now().astimezone().replace(microsecond=0)
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime:
+    """A stored time with its offset; one loaded without an offset is the simulator's local time."""
+    assert moment is not None
+    return moment if moment.tzinfo else moment.astimezone()
 
 
 def _next_patient_number(patients: Iterable[Record]) -> int:
@@ -644,7 +960,8 @@ def _check_integrity(data: Data) -> None:
     check_ins: list[CheckInRecord] = data["check_ins"]  # type: ignore[assignment]
     _unique(registrations, lambda r: r.registration_no, "registration_no")
     _unique(registrations, lambda r: (r.doctor_code, r.date.isoformat(), r.half_day.value, r.queue_no)
-            if r.status is not RegistrationStatus.CANCELLED else None, "doctor/date/half_day queue_no")
+            if r.status in HOLDING_STATUSES else None, "doctor/date/half_day queue_no")
+    _unique(registrations, lambda r: r.idempotency_key, "registration idempotency_key")
     _unique(check_ins, lambda c: c.idempotency_key, "check-in idempotency_key")
     _unique(check_ins, lambda c: (c.kind.value, c.reference), "check-in of one reference")
     _unique(payments, lambda p: p.receipt_no, "receipt_no")
