@@ -19,6 +19,7 @@ from medkiosk.domain.session import SessionClock
 from medkiosk.security.crypto import FieldCipher
 from medkiosk.services.checkin import CheckInService
 from medkiosk.services.clock import Clock
+from medkiosk.services.departments import DepartmentService
 from medkiosk.services.devices import DeviceService
 from medkiosk.services.identify import IdentifyService
 from medkiosk.services.payments import PaymentEngine, Ports
@@ -47,6 +48,7 @@ class Container:
     payments: PaymentEngine
     queues: QueueService | None = None
     checkin: CheckInService | None = None
+    departments: DepartmentService | None = None
     relaxed_engine: Engine | None = None
 
     def uow(self) -> UnitOfWork:
@@ -97,4 +99,5 @@ def build_container(settings: Settings, *, his: HisPort | None = None, insurance
     container.relaxed_engine = relaxed_engine
     container.queues = QueueService(uow_factory, clock, tz=settings.tz)
     container.checkin = CheckInService(clock, his, sessions, container.queues)
+    container.departments = DepartmentService(uow_factory, clock, his)
     return container

@@ -16,6 +16,7 @@ from medkiosk import __version__
 from medkiosk.api import reconciliation as reconciliation_api
 from medkiosk.api import documents as documents_api
 from medkiosk.api import checkin as checkin_api
+from medkiosk.api import departments as departments_api
 from medkiosk.api import exams as exams_api
 from medkiosk.api import queues as queues_api
 from medkiosk.api import metrics as metrics_api
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(documents_api.router)
     app.include_router(checkin_api.router)
     app.include_router(queues_api.router)
+    app.include_router(departments_api.router)
     app.include_router(reconciliation_api.router)
     app.include_router(staff.router)
     app.include_router(operations.router)
