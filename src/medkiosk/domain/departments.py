@@ -178,7 +178,7 @@ def validate(his: Sequence[HisDepartment], entries: Sequence[DepartmentEntry],
         names = "、".join(f"“{e.name}”" for e in sharing)
         his_name = f"（{known[code].name}）" if code in known else ""
         if any(e.doctor_codes is None for e in sharing):
-            problems.append(f"HIS 科室 {code}{his_name}同时对应到 {names}：一个 HIS 科室只能对应一个自助机科室，"
+            problems.append(f"HIS 科室 {code}{his_name}同时对应到{names}：一个 HIS 科室只能对应一个自助机科室，"
                             f"拆分时须为每个科室选定各自的医生")
             continue
         seen: dict[str, str] = {}
