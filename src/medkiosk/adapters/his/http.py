@@ -131,6 +131,42 @@ class HisHttpAdapter:
         body = self._wire.call("check_ins.post", "POST", "/check-ins", payload=notice.model_dump(mode="json"))
         return self._wire.parse("check_ins.post", CheckInReceipt, body)
 
+    def hold_registration(self, *, idempotency_key: str, patient_id: str, schedule_id: str,
+                          source: str = "kiosk") -> Registration:
+        body = self._wire.call("registrations.hold", "POST", "/registrations",
+                               payload={"idempotency_key": idempotency_key, "patient_id": patient_id,
+                                        "schedule_id": schedule_id, "source": source})
+        return self._wire.parse("registrations.hold", Registration, body)
+
+    def registration(self, registration_no: str) -> Registration | None:
+        try:
+            body = self._wire.call("registrations.get", "GET", f"/registrations/{quote(registration_no, safe='')}")
+        except UpstreamNotFound:
+            return None
+        return self._wire.parse("registrations.get", Registration, body)
+
+    def release_registration(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        body = self._wire.call("registrations.release", "POST",
+                               f"/registrations/{quote(registration_no, safe='')}/release",
+                               payload={"idempotency_key": idempotency_key})
+        return self._wire.parse("registrations.release", Registration, body)
+
+    def cancel_registration(self, registration_no: str, *, idempotency_key: str, reason: str) -> Registration:
+        body = self._wire.call("registrations.cancel", "POST",
+                               f"/registrations/{quote(registration_no, safe='')}/cancel",
+                               payload={"idempotency_key": idempotency_key, "reason": reason})
+        return self._wire.parse("registrations.cancel", Registration, body)
+
+    def appointments(self, patient_id: str) -> list[Registration]:
+        body = self._wire.call("appointments.list", "GET", f"/patients/{quote(patient_id, safe='')}/appointments")
+        return self._wire.parse("appointments.list", list[Registration], body, field="appointments")
+
+    def pick_up_appointment(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        body = self._wire.call("appointments.pick_up", "POST",
+                               f"/appointments/{quote(registration_no, safe='')}/pick-up",
+                               payload={"idempotency_key": idempotency_key})
+        return self._wire.parse("appointments.pick_up", Registration, body)
+
     def book_exam(self, order_no: str, appointment: ExamAppointment) -> ExamOrder:
         body = self._wire.call("exam_orders.book", "POST", f"/exam-orders/{quote(order_no, safe='')}/appointment",
                                payload=appointment.model_dump(mode="json"))

@@ -425,7 +425,7 @@ class PostedPayment(HisModel):
 
 
 class Registration(HisModel):
-    """One registration (挂号) of a patient, as the kiosk needs it for check-in."""
+    """One registration (挂号) of a patient: for check-in, and as a hold, a pick-up or a cancellation answers it."""
 
     registration_no: str
     patient_id: str
@@ -445,6 +445,27 @@ class Registration(HisModel):
     status: RegistrationStatus
     checked_in_at: dt.datetime | None = None
     """When the patient checked in (报到), as the HIS was told; None until then."""
+    fee: Money | None = None
+    """What the registration costs (挂号费 + 诊查费); today's list for check-in leaves it out."""
+    source: str = ""
+    """Where it was made: kiosk, window, app or phone (empty when the HIS does not say)."""
+    schedule_id: str | None = None
+    visit_no: str | None = None
+    """The visit whose unpaid fee order pays it (a hold, a picked-up appointment): pay it like any bill."""
+    fee_order_no: str | None = None
+    hold_until: dt.datetime | None = None
+    """While ``pending_payment``: after this the HIS releases the number and refuses a late posting."""
+    receipt_no: str | None = None
+    """The posting that paid its fee at a kiosk: cancel it (``cancel_payment``) to refund after a cancel."""
+    app_trade_no: str | None = None
+    """An appointment paid in the hospital app: the app's trade number."""
+    app_paid_amount: Money | None = None
+    cancel_reason: str | None = None
+    cancelled_at: dt.datetime | None = None
+
+    @property
+    def paid_in_app(self) -> bool:
+        return self.app_trade_no is not None
 
 
 class CheckInNotice(HisModel):
@@ -520,6 +541,39 @@ class HisPort(Protocol):
     def check_in(self, notice: CheckInNotice) -> CheckInReceipt:
         """Record a check-in (报到) in the HIS. Refused when the registration (or exam appointment) is
         unknown, cancelled, unpaid or not today; repeating it with the same key is harmless."""
+        ...
+
+    def hold_registration(self, *, idempotency_key: str, patient_id: str, schedule_id: str,
+                          source: str = "kiosk") -> Registration:
+        """Hold the schedule's next number (``pending_payment`` until ``hold_until``) with an unpaid fee
+        order on a new visit (``visit_no``). Paying that visit and posting it (``post_payment``)
+        confirms the registration. Refused with code ``slot_full``, ``duplicate`` or ``half_day_over``;
+        ``UpstreamNotFound`` for an unknown schedule. The same key answers with the same registration."""
+        ...
+
+    def registration(self, registration_no: str) -> Registration | None:
+        """One registration as it stands now (a lapsed hold reads ``released``), or None when unknown."""
+        ...
+
+    def release_registration(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        """Give an unpaid hold's number back (``released``; a picked-up appointment is ``booked`` again).
+        Refused (``already_registered``) once its fee is posted; repeating it is harmless."""
+        ...
+
+    def cancel_registration(self, registration_no: str, *, idempotency_key: str, reason: str) -> Registration:
+        """Cancel (退号) a paid registration before its half-day starts; the answer's ``receipt_no`` is
+        the posting to cancel for the refund (None when it was paid in the app or at a window).
+        Refused: ``not_registered``, ``checked_in``, ``half_day_started``, ``cancel_refused``."""
+        ...
+
+    def appointments(self, patient_id: str) -> list[Registration]:
+        """The patient's appointments to pick up (``booked``, from the app or by phone), today and later,
+        earliest first."""
+        ...
+
+    def pick_up_appointment(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        """Pick up (取号) an appointment: paid in the app, it is ``registered`` at once; otherwise it is
+        ``pending_payment`` with a fee order on ``visit_no``, confirmed by posting like a hold."""
         ...
 
     def book_exam(self, order_no: str, appointment: ExamAppointment) -> ExamOrder:

@@ -571,14 +571,14 @@ class HisState:
             if schedule is None:
                 raise NotFound("未找到该号源，请刷新排班")
             if self._local_now() >= half_day_end(schedule.date, schedule.half_day):
-                raise Conflict("该时段门诊已结束，请选择其他日期或时段", code="HALF_DAY_OVER")
+                raise Conflict("该时段门诊已结束，请选择其他日期或时段", code="half_day_over")
             if any(r.patient_id == patient_id and r.status in HOLDING_STATUSES
                    and (r.doctor_code, r.date, r.half_day) == (schedule.doctor_code, schedule.date, schedule.half_day)
                    for r in self._data["registrations"]):
-                raise Conflict("您已挂过该医生同一时段的号，请勿重复挂号", code="DUPLICATE")
+                raise Conflict("您已挂过该医生同一时段的号，请勿重复挂号", code="duplicate")
             queue_no = self._next_queue_no(schedule)
             if queue_no is None:
-                raise Conflict("该时段号源已满，请选择其他医生或时段", code="SLOT_FULL")
+                raise Conflict("该时段号源已满，请选择其他医生或时段", code="slot_full")
             window = registration_window(schedule.half_day.value, queue_no) if schedule.windowed else (None, None)
             registration_no = self._next_registration_no()
             order = self._fee_order(patient_id, schedule.date, schedule.department_code, schedule.doctor_code,
@@ -611,9 +611,9 @@ class HisState:
             if other is not None or registration.status in (RegistrationStatus.RELEASED, RegistrationStatus.BOOKED):
                 return registration, True
             if registration.status is RegistrationStatus.REGISTERED:
-                raise Conflict("该号已缴费挂号成功，不能释放；如需退号请办理退号", code="ALREADY_REGISTERED")
+                raise Conflict("该号已缴费挂号成功，不能释放；如需退号请办理退号", code="already_registered")
             if registration.status is not RegistrationStatus.PENDING_PAYMENT:
-                raise Conflict("该号不是待缴费的号源，不能释放", code="NOT_HELD")
+                raise Conflict("该号不是待缴费的号源，不能释放", code="not_held")
             return self._release(registration, idempotency_key), False
 
     def cancel_registration(self, registration_no: str, *, idempotency_key: str,
@@ -633,14 +633,14 @@ class HisState:
             if registration.status is RegistrationStatus.CANCELLED:
                 return registration, True
             if registration.status is not RegistrationStatus.REGISTERED:
-                raise Conflict("该号尚未缴费挂号，不能退号", code="NOT_REGISTERED")
+                raise Conflict("该号尚未缴费挂号，不能退号", code="not_registered")
             if any(c.kind is CheckInKind.REGISTRATION and c.reference == registration_no
                    for c in self._data["check_ins"]):
-                raise Conflict("该号已报到，不能退号，请到挂号窗口办理", code="CHECKED_IN")
+                raise Conflict("该号已报到，不能退号，请到挂号窗口办理", code="checked_in")
             if self._local_now() >= half_day_start(registration.date, registration.half_day):
-                raise Conflict("该号的就诊时段已开始，不能退号，请到挂号窗口办理", code="HALF_DAY_STARTED")
+                raise Conflict("该号的就诊时段已开始，不能退号，请到挂号窗口办理", code="half_day_started")
             if registration_no.endswith(REFUSED_VISIT_SUFFIX):
-                raise Conflict(REFUSED_CANCEL_MESSAGE, code="CANCEL_REFUSED")
+                raise Conflict(REFUSED_CANCEL_MESSAGE, code="cancel_refused")
             cancelled = registration.model_copy(update={
                 "status": RegistrationStatus.CANCELLED, "cancelled_at": self.now(), "cancel_reason": reason,
                 "cancel_idempotency_key": idempotency_key})
@@ -670,13 +670,13 @@ class HisState:
             if other is not None:
                 return registration, True
             if registration.status is RegistrationStatus.PENDING_PAYMENT:
-                raise Conflict("该预约正在取号缴费中，请完成缴费或稍后再试", code="PICK_UP_IN_PROGRESS")
+                raise Conflict("该预约正在取号缴费中，请完成缴费或稍后再试", code="pick_up_in_progress")
             if registration.status is RegistrationStatus.REGISTERED:
-                raise Conflict("该预约已取号，请勿重复取号", code="ALREADY_PICKED_UP")
+                raise Conflict("该预约已取号，请勿重复取号", code="already_picked_up")
             if registration.status is not RegistrationStatus.BOOKED:
-                raise Conflict("该挂号不是待取号的预约", code="NOT_BOOKED")
+                raise Conflict("该挂号不是待取号的预约", code="not_booked")
             if self._local_now() >= half_day_end(registration.date, registration.half_day):
-                raise Conflict("该预约的就诊时段已结束，不能取号", code="HALF_DAY_OVER")
+                raise Conflict("该预约的就诊时段已结束，不能取号", code="half_day_over")
             if registration.paid_in_app:
                 picked = registration.model_copy(update={"status": RegistrationStatus.REGISTERED,
                                                          "pick_up_idempotency_key": idempotency_key})
