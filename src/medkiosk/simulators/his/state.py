@@ -471,12 +471,15 @@ class HisState:
 
     # -- registrations and check-in ---------------------------------------------------------------------
     def registrations(self, patient_id: str, on: dt.date | None = None) -> list[dict[str, Any]]:
-        """The patient's registrations of ``on`` (default: today), morning first, with check-in times."""
+        """The patient's registrations of ``on`` (default: today), morning first, with check-in times;
+        released holds left out."""
         on = on or self.today
         with self._lock:
             self._expire_holds()
             self._patient(patient_id)
-            found = [r for r in self._data["registrations"] if r.patient_id == patient_id and r.date == on]
+            # A released hold never became a registration: nothing to show for check-in.
+            found = [r for r in self._data["registrations"] if r.patient_id == patient_id and r.date == on
+                     and r.status is not RegistrationStatus.RELEASED]
             checked = {c.reference: c for c in self._data["check_ins"] if c.kind is CheckInKind.REGISTRATION}
             departments = {d.code: d for d in self._data["departments"]}
             doctors = {d.code: d for d in self._data["doctors"]}
