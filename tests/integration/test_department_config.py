@@ -230,7 +230,7 @@ def test_the_page_explains_a_refused_change_and_changes_nothing(site):
 
 
 def test_a_split_on_the_page_puts_each_doctor_in_one_department(site):
-    _container, client, preview, _ordinary = site
+    container, client, preview, _ordinary = site
     token = login(client, "it.wang")
     form = client.get("/staff/departments?split=0202")
     assert 'data-testid="split-form"' in form.text and 'name="doctor_D020201"' in form.text
@@ -240,6 +240,9 @@ def test_a_split_on_the_page_puts_each_doctor_in_one_department(site):
     assert saved.status_code == 303, saved.text
     shown = preview.get(PATH)
     assert department(shown, "脊柱外科")["doctor_codes"] == ["D020202", "D020203"]
+    container.departments.save_department("it.wang", {"his_codes": ["0704"], "name": "检验科", "hidden": True})
+    page = client.get("/staff/departments")
+    assert page.status_code == 200 and "已隐藏" in page.text and "D020202、D020203" in page.text
 
 
 def test_only_the_it_centre_may_and_only_with_the_csrf_token(site):
