@@ -19,6 +19,7 @@ from medkiosk.api import checkin as checkin_api
 from medkiosk.api import departments as departments_api
 from medkiosk.api import exams as exams_api
 from medkiosk.api import queues as queues_api
+from medkiosk.api import registrations as registrations_api
 from medkiosk.api import metrics as metrics_api
 from medkiosk.api import operations_releases
 from medkiosk.api import operations_tickets
@@ -27,6 +28,7 @@ from medkiosk.bootstrap import Container, build_container
 from medkiosk.logging import get_logger
 from medkiosk.metrics import HttpMetricsMiddleware
 from medkiosk.services.operations import operations_of
+from medkiosk.services.registrations import registrations_of
 from medkiosk.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -67,6 +69,9 @@ def _background_tasks(container: Container) -> list[asyncio.Task]:
         tasks.append(asyncio.create_task(_every(
             settings.recovery_seconds, "payment_recovery",
             lambda: container.payments.recover(older_than=timedelta(seconds=settings.recovery_seconds)))))
+        # Give back the numbers held for registrations whose payment ended unpaid (abandoned, expired).
+        tasks.append(asyncio.create_task(_every(settings.recovery_seconds, "registration_release",
+                                                registrations_of(container).release_abandoned)))
     ops = operations_of(container)
     # Alerts: evaluate rules, notify; upstream probes; telemetry history retention.
     if settings.ops_evaluation_seconds > 0:
@@ -109,6 +114,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(checkin_api.router)
     app.include_router(queues_api.router)
     app.include_router(departments_api.router)
+    app.include_router(registrations_api.router)
     app.include_router(reconciliation_api.router)
     app.include_router(staff.router)
     app.include_router(operations.router)

@@ -26,6 +26,21 @@ from medkiosk.domain.queues import HalfDay
 HOSPITAL_TIME = ZoneInfo("Asia/Shanghai")
 
 
+class RegistrationState(StrEnum):
+    """Where a registration made or picked up at a kiosk stands, in the kiosk's own record."""
+
+    HOLDING = "holding"
+    """The HIS is being asked for the number; no answer yet."""
+    HELD = "held"
+    """The HIS holds the number (锁号) and its fee is being paid; it lapses unpaid at its hold time."""
+    REGISTERED = "registered"
+    """The fee is paid and posted: the patient has the number and the slip."""
+    RELEASED = "released"
+    """The payment was abandoned, refused or expired: the number went back on sale, nothing was kept."""
+    REFUSED = "refused"
+    """The HIS refused the hold (the number was gone): nothing was held, nothing paid."""
+
+
 class Reason(StrEnum):
     """Why the kiosk refuses a registration step (each has its own words in ``MESSAGES``)."""
 

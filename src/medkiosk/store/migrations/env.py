@@ -10,6 +10,7 @@ from medkiosk.store import (  # noqa: F401  (each module registers its tables on
     models_pos,
     models_queues,
     models_reconciliation,
+    models_registrations,
     models_releases,
     models_tickets,
 )

@@ -1,0 +1,71 @@
+"""Kiosk registration API (挂号): days, doctors and numbers, holding and paying a number, the slip.
+
+The fee is paid through the payment routes (``/api/kiosk/payments/{order_no}/…``) like any bill;
+these routes hold the number, follow it to registered (or released), and print the slip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from medkiosk.api.deps import Device, Services
+from medkiosk.api.refusals import refusal_guard
+from medkiosk.domain.payment import PaymentMode
+from medkiosk.services.registrations import RegistrationRefused, registrations_of
+
+router = APIRouter(prefix="/api/kiosk/registrations", tags=["kiosk registration"])
+
+RegistrationNo = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+
+
+class Hold(BaseModel):
+    schedule_id: Code
+    date: dt.date
+    mode: PaymentMode | None = None
+    """Default: insurance for an identified insured patient, self-pay otherwise."""
+
+
+guard = refusal_guard(RegistrationRefused)
+
+
+@router.get("/dates")
+def dates(device: Device, services: Services) -> dict[str, Any]:
+    """Today and the days ahead a number can be taken for (the hospital's horizon)."""
+    return guard(lambda: registrations_of(services).dates())
+
+
+@router.get("/schedules")
+def schedules(device: Device, services: Services, date: dt.date,
+              department_code: Annotated[list[Code], Query(min_length=1, max_length=20)],
+              doctor_code: Annotated[list[Code] | None, Query(max_length=200)] = None) -> dict[str, Any]:
+    """A kiosk department's doctors on a day (its HIS codes and, for a split one, its doctors, as
+    ``GET /api/kiosk/registration/departments`` gives them), each with half-days, fee and numbers left."""
+    return guard(lambda: registrations_of(services).schedules(device, date, department_code, doctor_code))
+
+
+@router.post("")
+def hold(body: Hold, device: Device, services: Services) -> dict[str, Any]:
+    """Hold the number and start paying its fee: answers the registration and the payment order."""
+    return guard(lambda: registrations_of(services).register(device, body.schedule_id, body.date, body.mode))
+
+
+@router.get("/{registration_no}")
+def status(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
+    return guard(lambda: registrations_of(services).status(device, registration_no))
+
+
+@router.post("/{registration_no}/release")
+def release(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
+    """The patient backs out before paying: the payment is cancelled and the number goes back on sale."""
+    return guard(lambda: registrations_of(services).release(device, registration_no))
+
+
+@router.get("/{registration_no}/slip")
+def slip(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
+    """The registration slip (挂号条) for the agent's receipt printer, once the fee is paid."""
+    return guard(lambda: registrations_of(services).slip(device, registration_no))

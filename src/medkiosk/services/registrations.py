@@ -1,0 +1,361 @@
+"""Registration (挂号) at a kiosk: a doctor's number held in the HIS, paid by the payment engine, a slip.
+
+The HIS owns the numbers — it sells them at the windows and in the app too — so it decides who
+gets the last one: a hold (锁号) either takes a number or is refused ``slot_full``. A hold comes
+with an unpaid fee order on a new visit, which the payment engine pays like any bill (2201 and
+settlement for the insured, self-pay otherwise); the engine's posting of that payment is what
+confirms the registration in the HIS. A hold whose payment is abandoned, closed or expired is
+released here (and by the HIS itself once its ``hold_until`` passes), so an unpaid number goes
+back on sale; a payment that lands after its hold was gone is refused by the HIS at posting and
+refunded by the engine. Appointments made in the app or by phone (预约) are picked up the same
+way, inside the hospital's pick-up window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from medkiosk.adapters.errors import UpstreamError, UpstreamRefused
+from medkiosk.adapters.his.port import (
+    HisPort,
+    Registration,
+    ScheduleSlot,
+)
+from medkiosk.agent.documents import Receipt
+from medkiosk.domain.payment import PaymentMode, PaymentState
+from medkiosk.domain.registration import RegistrationRules, RegistrationState
+from medkiosk.logging import get_logger
+from medkiosk.services.clock import Clock
+from medkiosk.services.devices import AuthenticatedDevice
+from medkiosk.services.payments import PaymentEngine, PaymentRefused
+from medkiosk.services.sessions import SessionService
+from medkiosk.store.models_registrations import KioskRegistration
+
+log = get_logger(__name__)
+
+TO_WINDOW = "请到人工窗口办理"
+HALF_DAY_LABELS = {"am": "上午", "pm": "下午"}
+LEVEL_LABELS = {"ordinary": "普通号", "expert": "专家号"}
+NOTE_CROSS_REGION = "异地医保结算：按就医地目录、参保地政策"
+
+
+class RegistrationRefused(Exception):
+    """A registration the kiosk cannot make; ``message`` and ``next_step`` are Chinese and fit to show."""
+
+    def __init__(self, message: str, next_step: str = TO_WINDOW, *, status: int = 409) -> None:
+        super().__init__(message)
+        self.message = message
+        self.next_step = next_step
+        self.status = status
+
+
+class RegistrationService:
+    def __init__(self, uow_factory, clock: Clock, sessions: SessionService, his: HisPort, payments: PaymentEngine,
+                 rules: RegistrationRules, *, hospital_name: str, departments=None) -> None:
+        self._uow = uow_factory
+        self._clock = clock
+        self._sessions = sessions
+        self._his = his
+        self._payments = payments
+        self.rules = rules
+        self._hospital_name = hospital_name
+        self._departments = departments
+
+    # -- what can be registered -------------------------------------------------------------------
+    def dates(self) -> dict[str, Any]:
+        """The days a patient can register for at a kiosk today (today first)."""
+        days = self.rules.bookable_dates(self._clock.now())
+        today = days[0]
+        return {"dates": [{"date": d.isoformat(), "label": _day_label(d, today)} for d in days]}
+
+    def schedules(self, device: AuthenticatedDevice, day: dt.date, department_codes: list[str],
+                  doctor_codes: list[str] | None = None) -> dict[str, Any]:
+        """A kiosk department's doctors on a day, each with the half-days that still have numbers.
+
+        A kiosk department (as the hospital configured it) is one or more HIS departments, merged,
+        or part of one, split by doctor: ``department_codes`` and ``doctor_codes`` say which.
+        """
+        self._sessions.payer(device)  # a live, identified session only
+        now = self._clock.now()
+        self._check_day(now, day)
+        wanted = set(doctor_codes) if doctor_codes else None
+        slots = [s for code in dict.fromkeys(department_codes) for s in self._slots(day, code)
+                 if wanted is None or s.doctor_code in wanted]
+        doctors: dict[str, dict[str, Any]] = {}
+        for slot in sorted(slots, key=lambda s: (s.level.value != "expert", s.doctor_code, s.half_day.value)):
+            doctor = doctors.setdefault(slot.doctor_code, {
+                "doctor_code": slot.doctor_code, "doctor_name": slot.doctor_name, "title": slot.doctor_title,
+                "level": slot.level.value, "level_label": LEVEL_LABELS.get(slot.level.value, ""), "slots": []})
+            decision = self.rules.can_register(now, slot.date, slot.half_day.value)
+            doctor["slots"].append({
+                "schedule_id": slot.schedule_id, "half_day": slot.half_day.value,
+                "half_day_label": HALF_DAY_LABELS[slot.half_day.value], "fee": str(slot.fee),
+                "remaining": slot.remaining,
+                "open": decision.allowed and slot.remaining > 0,
+                "note": "已挂满" if slot.remaining <= 0 else ("" if decision.allowed else decision.message)})
+        return {"date": day.isoformat(), "doctors": list(doctors.values())}
+
+    # -- registering ------------------------------------------------------------------------------
+    def register(self, device: AuthenticatedDevice, schedule_id: str, day: dt.date,
+                 mode: PaymentMode | None = None) -> dict[str, Any]:
+        """Hold the number in the HIS and start paying its fee; the kiosk then pays as for any bill."""
+        payer = self._sessions.payer(device)
+        slot = next((s for s in self._slots(day, None) if s.schedule_id == schedule_id), None)
+        if slot is None:
+            raise RegistrationRefused("没有找到这个号源，可能已停诊或已调整。", "请返回重新选择医生", status=404)
+        now = self._clock.now()
+        decision = self.rules.can_register(now, slot.date, slot.half_day.value)
+        if not decision.allowed:
+            raise RegistrationRefused(decision.message, decision.next_step, status=422)
+        if slot.remaining <= 0:
+            raise RegistrationRefused("这个号已经挂满了。", "请选择其他医生或其他时间")
+        kind = "same_day" if slot.date == self.rules.today(now) else "advance"
+        # One hold per session and number: a repeated tap (or a retried request) holds nothing twice.
+        key = f"RG-{payer.session_id}-{schedule_id}"[:64]
+        row = self._existing(key)
+        if row is not None and row.order_no is not None and row.state == RegistrationState.HELD.value:
+            return {"registration": self._row_json(row), "payment": self._payments.view(device, row.order_no)}
+        if row is None:
+            row = self._insert(key, kind, payer, slot)
+        try:
+            held = self._his.hold_registration(idempotency_key=key, patient_id=payer.his_patient_id,
+                                               schedule_id=schedule_id, source="kiosk")
+        except UpstreamRefused as exc:
+            self._set(row.id, state=RegistrationState.REFUSED.value)
+            if exc.code == "slot_full":
+                raise RegistrationRefused("这个号刚刚被挂完了。", "请选择其他医生或其他时间") from exc
+            raise RegistrationRefused(exc.message, TO_WINDOW) from exc
+        except UpstreamError as exc:
+            # The hold may or may not exist in the HIS; unpaid, it lapses there by itself.
+            log.warning("registration.hold_unknown", schedule_id=schedule_id, error=str(exc))
+            raise RegistrationRefused("暂时无法挂号，请稍后再试。", TO_WINDOW, status=503) from exc
+        return self._pay_for(device, row.id, held, mode, payer)
+
+    def _pay_for(self, device: AuthenticatedDevice, row_id: int, held: Registration, mode: PaymentMode | None,
+                 payer) -> dict[str, Any]:
+        row = self._set(row_id, state=RegistrationState.HELD.value, registration_no=held.registration_no,
+                        visit_no=held.visit_no, queue_no=held.queue_no, hold_until=held.hold_until,
+                        details=_details(held))
+        if mode is None:
+            mode = PaymentMode.INSURANCE if payer.insured is not None and payer.certificate is not None \
+                else PaymentMode.SELF_PAY
+        try:
+            order = self._payments.start(device, held.visit_no, mode=mode)
+        except PaymentRefused as exc:
+            self._release(row, reason="payment refused")
+            raise RegistrationRefused(exc.message, exc.next_step, status=exc.status) from exc
+        row = self._set(row.id, order_no=order["order_no"])
+        log.info("registration.held", registration_no=row.registration_no, order_no=row.order_no,
+                 kind=row.kind, device_id=device.id)
+        return {"registration": self._row_json(row), "payment": order}
+
+    def status(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
+        """Where the registration stands; once its fee is paid it is registered, and the slip can print."""
+        row = self._own(device, registration_no)
+        return {"registration": self._row_json(self._follow(device, row))}
+
+    def release(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
+        """The patient backs out before paying: the payment is cancelled and the number goes back."""
+        row = self._own(device, registration_no)
+        if row.order_no is not None:
+            self._payments.cancel(device, row.order_no)
+        return {"registration": self._row_json(self._follow(device, row))}
+
+    def _follow(self, device: AuthenticatedDevice | None, row: KioskRegistration) -> KioskRegistration:
+        """Bring the row up to its payment: completed → registered; ended unpaid → released."""
+        if row.state != RegistrationState.HELD.value or row.order_no is None:
+            return row
+        order = self._payments.view(device, row.order_no)
+        state = PaymentState(order["state"])
+        if state is PaymentState.COMPLETED:
+            split = order.get("split") or {}
+            return self._set(row.id, state=RegistrationState.REGISTERED.value,
+                             details={**row.details, "split": split, "receipt_no": order.get("receipt_no"),
+                                      "cross_region_notice": order.get("cross_region_notice", "")})
+        if state.terminal:
+            return self._release(row, reason=f"payment {state.value}")
+        return row
+
+    def _release(self, row: KioskRegistration, *, reason: str) -> KioskRegistration:
+        if row.registration_no is not None:
+            try:
+                self._his.release_registration(row.registration_no, idempotency_key=f"{row.idempotency_key}-R")
+            except UpstreamRefused as exc:
+                log.info("registration.release_refused", registration_no=row.registration_no, code=exc.code)
+            except UpstreamError as exc:
+                # The HIS lets an unpaid hold lapse at hold_until; the next sweep asks again.
+                log.warning("registration.release_unknown", registration_no=row.registration_no, error=str(exc))
+                return row
+        log.info("registration.released", registration_no=row.registration_no, reason=reason)
+        return self._set(row.id, state=RegistrationState.RELEASED.value)
+
+    def release_abandoned(self) -> int:
+        """Release the holds whose payment ended without money (closed, failed, expired); for the sweep."""
+        with self._uow() as uow:
+            rows = list(uow.session.scalars(select(KioskRegistration).where(
+                KioskRegistration.state == RegistrationState.HELD.value,
+                KioskRegistration.order_no.is_not(None))))
+            uow.session.expunge_all()
+        released = 0
+        for row in rows:
+            if self._follow(None, row).state == RegistrationState.RELEASED.value:
+                released += 1
+        return released
+
+    # -- the slip ---------------------------------------------------------------------------------
+    def slip(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
+        """The registration slip (挂号条) for the agent's 80 mm printer."""
+        row = self._follow(device, self._own(device, registration_no))
+        if row.state != RegistrationState.REGISTERED.value:
+            raise RegistrationRefused("挂号尚未完成，暂不能打印挂号条。", "请先完成缴费", status=409)
+        masked = self._sessions.current(device).patient.get("masked_name", "")
+        return registration_slip(row, hospital_name=self._hospital_name, masked_name=masked).model_dump(mode="json")
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _check_day(self, now: dt.datetime, day: dt.date) -> None:
+        if day not in self.rules.bookable_dates(now):
+            # The half-day does not matter to a day out of range: the rules say which side it is on.
+            decision = self.rules.can_register(now, day, "am")
+            raise RegistrationRefused(decision.message, decision.next_step, status=422)
+
+    def _slots(self, day: dt.date, department_code: str | None) -> list[ScheduleSlot]:
+        try:
+            return self._his.list_schedules(day, department_code)
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法查询号源，请稍后再试。", TO_WINDOW, status=503) from exc
+
+    def _existing(self, key: str) -> KioskRegistration | None:
+        with self._uow() as uow:
+            row = uow.session.scalar(select(KioskRegistration).where(KioskRegistration.idempotency_key == key))
+            if row is not None:
+                uow.session.expunge(row)
+            return row
+
+    def _insert(self, key: str, kind: str, payer, slot: ScheduleSlot) -> KioskRegistration:
+        now = self._clock.now()
+        row = KioskRegistration(
+            idempotency_key=key, kind=kind, state=RegistrationState.HOLDING.value, patient_id=payer.patient_row_id,
+            his_patient_id=payer.his_patient_id, device_id=payer.device_id, session_id=payer.session_id,
+            schedule_id=slot.schedule_id, day=slot.date, half_day=slot.half_day.value, fee=Decimal(slot.fee),
+            details={}, created_at=now, updated_at=now)
+        try:
+            with self._uow() as uow:
+                uow.session.add(row)
+                uow.commit()
+                uow.session.refresh(row)
+                uow.session.expunge(row)
+        except IntegrityError:
+            existing = self._existing(key)
+            if existing is None:
+                raise
+            return existing
+        return row
+
+    def _set(self, row_id: int, **values: Any) -> KioskRegistration:
+        with self._uow() as uow:
+            row = uow.session.get(KioskRegistration, row_id, with_for_update=True)
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.updated_at = self._clock.now()
+            uow.commit()
+            uow.session.refresh(row)
+            uow.session.expunge(row)
+            return row
+
+    def _own(self, device: AuthenticatedDevice, registration_no: str) -> KioskRegistration:
+        payer = self._sessions.payer(device)
+        with self._uow() as uow:
+            row = uow.session.scalar(select(KioskRegistration).where(
+                KioskRegistration.registration_no == registration_no))
+            if row is not None:
+                uow.session.expunge(row)
+        if row is None or row.his_patient_id != payer.his_patient_id:
+            raise RegistrationRefused("没有找到这个挂号。", "请返回重新操作", status=404)
+        return row
+
+    @staticmethod
+    def _row_json(row: KioskRegistration) -> dict[str, Any]:
+        details = row.details or {}
+        return {
+            "registration_no": row.registration_no, "state": row.state, "kind": row.kind,
+            "date": row.day.isoformat(), "half_day": row.half_day, "half_day_label": HALF_DAY_LABELS[row.half_day],
+            "department_name": details.get("department_name", ""), "doctor_name": details.get("doctor_name", ""),
+            "level_label": LEVEL_LABELS.get(details.get("level", ""), ""), "location": details.get("location", ""),
+            "window": details.get("window", ""), "queue_no": row.queue_no, "fee": str(row.fee),
+            "order_no": row.order_no,
+        }
+
+
+def _details(held: Registration) -> dict[str, Any]:
+    window = ""
+    if held.window_start and held.window_end:
+        window = f"{held.window_start:%H:%M}-{held.window_end:%H:%M}"
+    return {"department_code": held.department_code, "department_name": held.department_name,
+            "doctor_code": held.doctor_code, "doctor_name": held.doctor_name, "level": held.level.value,
+            "location": held.location, "window": window}
+
+
+def _day_label(day: dt.date, today: dt.date) -> str:
+    names = {0: "今天", 1: "明天", 2: "后天"}
+    weekday = "一二三四五六日"[day.weekday()]
+    prefix = names.get((day - today).days, "")
+    return f"{prefix} {day.month}月{day.day}日 周{weekday}".strip()
+
+
+def registration_slip(row: KioskRegistration, *, hospital_name: str, masked_name: str,
+                      reprint: bool = False) -> Receipt:
+    """The slip that tells the patient where to go: department, doctor, day, number, place; fee and split."""
+    details = row.details or {}
+    split = details.get("split") or {}
+    lines: list[dict[str, Any]] = [
+        {"type": "text", "text": hospital_name, "bold": True, "double": True, "align": "center"},
+        {"type": "text", "text": "挂号条" + ("（补打）" if reprint else ""), "bold": True, "align": "center"},
+        {"type": "rule"},
+        {"type": "text", "text": f"序号：{row.queue_no}", "bold": True, "double": True, "align": "center"},
+        {"type": "text", "text": f"患者：{masked_name}"},
+        {"type": "text", "text": f"科室：{details.get('department_name', '')}"},
+        {"type": "text", "text": f"医生：{details.get('doctor_name', '')}  {LEVEL_LABELS.get(details.get('level', ''), '')}"},
+        {"type": "text", "text": f"就诊：{row.day.month}月{row.day.day}日 {HALF_DAY_LABELS[row.half_day]}"
+                                 + (f" {details['window']}" if details.get("window") else "")},
+        {"type": "text", "text": f"地点：{details.get('location', '')}", "bold": True},
+        {"type": "rule"},
+        {"type": "text", "text": f"挂号费：￥{row.fee}"},
+    ]
+    if split:
+        lines += [{"type": "text", "text": f"医保统筹支付：￥{split['fund']}"},
+                  {"type": "text", "text": f"个人账户支付：￥{split['account']}"},
+                  {"type": "text", "text": f"现金支付：￥{split['cash']}"}]
+    if details.get("cross_region_notice"):
+        lines.append({"type": "text", "text": NOTE_CROSS_REGION})
+    lines += [
+        {"type": "rule"},
+        {"type": "qr", "payload": row.visit_no or row.registration_no or "-"},
+        {"type": "text", "text": f"就诊号：{row.visit_no}", "align": "center"},
+        {"type": "text", "text": "请按时到诊区自助机或分诊台报到", "align": "center"},
+    ]
+    return Receipt.model_validate({"title": "挂号条", "lines": lines})
+
+
+_lock = threading.Lock()
+
+
+def registrations_of(container) -> RegistrationService:
+    """The container's registration service, built once on first use (the same shape as ``exams_of``)."""
+    service = getattr(container, "_registrations", None)
+    if service is None:
+        with _lock:
+            service = getattr(container, "_registrations", None)
+            if service is None:
+                service = RegistrationService(
+                    container.uow, container.clock, container.sessions, container.his, container.payments,
+                    container.settings.registration_rules(),
+                    hospital_name=container.settings.hospital_name,
+                    departments=getattr(container, "departments", None))
+                container._registrations = service
+    return service

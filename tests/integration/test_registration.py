@@ -1,0 +1,273 @@
+"""Registering at the kiosk (挂号), over real HTTP against every simulator, on SQLite and PostgreSQL.
+
+Numbers are taken for the HIS's tomorrow: its morning has not started on the hospital's clock at
+any hour this suite may run (the hospital's today is at most the HIS's tomorrow), so no test here
+depends on the time of day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+
+import httpx
+import pytest
+from kiosk_client import Kiosk
+from simulator_fixtures import service_container, serving, simulators_fixture
+from sqlalchemy import select
+
+from medkiosk.agent.documents import Receipt, render_text
+from medkiosk.domain.identity import make_id_number
+from medkiosk.services.registrations import registrations_of
+from medkiosk.settings import TerminalType
+from medkiosk.store.models_registrations import KioskRegistration
+
+simulators = simulators_fixture()
+
+
+@pytest.fixture
+def world(database_url, simulators):
+    container = service_container(database_url, simulators, upstream_timeout_seconds=3)
+    with serving(container) as url:
+        yield World(container, url, simulators)
+
+
+class World:
+    def __init__(self, container, url, simulators) -> None:
+        self.container = container
+        self.url = url
+        self.sims = {name: server.url for name, server in simulators.items()}
+        self.kiosk = self.new_kiosk("K001")
+
+    def new_kiosk(self, device_id: str) -> Kiosk:
+        return Kiosk(self.url, device_id, self.container.devices.enroll(device_id, TerminalType.OUTPATIENT,
+                                                                       location="门诊楼 1F"))
+
+    def his(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.request(method, self.sims["his"] + path, timeout=10, **kwargs)
+
+    def his_tomorrow(self) -> dt.date:
+        now = dt.datetime.fromisoformat(self.his("GET", "/__sim__/clock").json()["now"])
+        return now.date() + dt.timedelta(days=1)
+
+    def his_registration(self, registration_no: str) -> dict:
+        return self.his("GET", f"/his/v1/registrations/{registration_no}").json()
+
+    def remaining(self, schedule_id: str, day: dt.date) -> int:
+        slots = self.his("GET", "/his/v1/schedules", params={"date": day.isoformat()}).json()["schedules"]
+        return next(s["remaining"] for s in slots if s["schedule_id"] == schedule_id)
+
+    def phone_pays(self, order: dict) -> None:
+        reply = httpx.post(f"{self.sims['payment']}/__sim__/pay/{order['order_no']}P1", json={"channel": "wechat"})
+        assert reply.status_code == 200, reply.text
+
+    def rows(self) -> list[KioskRegistration]:
+        with self.container.uow() as uow:
+            return list(uow.session.scalars(select(KioskRegistration).order_by(KioskRegistration.id)))
+
+
+def a_department_with_numbers(kiosk: Kiosk, day: dt.date) -> tuple[dict, dict, dict]:
+    """The first kiosk department (as configured) with a doctor whose morning has numbers left."""
+    tree = kiosk.get("/api/kiosk/registration/departments")
+    for group in tree["groups"]:
+        for department in group["departments"]:
+            query = "&".join(f"department_code={c}" for c in department["his_codes"])
+            doctors = kiosk.get(f"/api/kiosk/registrations/schedules?date={day.isoformat()}&{query}")["doctors"]
+            for doctor in doctors:
+                for slot in doctor["slots"]:
+                    if slot["half_day"] == "am" and slot["open"] and slot["remaining"] >= 3:
+                        return department, doctor, slot
+    raise AssertionError("no department with numbers in the demo hospital")
+
+
+def hold(kiosk: Kiosk, slot: dict, day: dt.date, *, expect: int = 200, **extra) -> dict:
+    return kiosk.post("/api/kiosk/registrations", {"schedule_id": slot["schedule_id"], "date": day.isoformat(),
+                                                   **extra}, expect=expect)
+
+
+def slip_text(kiosk: Kiosk, registration_no: str) -> tuple[str, Receipt]:
+    slip = Receipt.model_validate(kiosk.get(f"/api/kiosk/registrations/{registration_no}/slip"))
+    return render_text(slip) + "\n".join(getattr(line, "text", "") for line in slip.lines), slip
+
+
+def test_an_insured_patient_registers_pays_the_cash_part_and_the_slip_says_where_to_go(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.insert_insurance_card("local_resident")
+    assert day.isoformat() in [d["date"] for d in kiosk.get("/api/kiosk/registrations/dates")["dates"]]
+    _department, doctor, slot = a_department_with_numbers(kiosk, day)
+    before = world.remaining(slot["schedule_id"], day)
+
+    held = hold(kiosk, slot, day)
+    registration, order = held["registration"], held["payment"]
+    assert registration["state"] == "held" and registration["doctor_name"] == doctor["doctor_name"]
+    assert world.remaining(slot["schedule_id"], day) == before - 1  # the number is out of sale while paid for
+    assert order["state"] == "presettled" and order["mode"] == "insurance"
+    split = {k: Decimal(v) for k, v in order["split"].items()}
+    assert split["fund"] + split["account"] + split["cash"] == Decimal(slot["fee"]) == split["total"]
+    assert world.his_registration(registration["registration_no"])["status"] == "pending_payment"
+
+    if split["cash"] > 0:
+        kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+        world.phone_pays(order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    done = kiosk.get(f"/api/kiosk/registrations/{registration['registration_no']}")["registration"]
+    assert done["state"] == "registered" and done["queue_no"] == registration["queue_no"]
+    assert world.his_registration(registration["registration_no"])["status"] == "registered"
+
+    text, slip = slip_text(kiosk, registration["registration_no"])
+    for expected in ("挂号条", f"序号：{registration['queue_no']}", done["department_name"], doctor["doctor_name"],
+                     f"{day.month}月{day.day}日 上午", f"地点：{done['location']}", "李*英", f"挂号费：￥{slot['fee']}",
+                     f"医保统筹支付：￥{order['split']['fund']}", f"现金支付：￥{order['split']['cash']}"):
+        assert expected in text, expected
+    assert done["location"] and "李秀英" not in text and "补打" not in text
+    assert slip.qr_payloads == [world.his_registration(registration["registration_no"])["visit_no"]]
+
+
+def test_a_self_pay_patient_pays_the_whole_fee_by_qr(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.place_id_card("self_pay")
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    held = hold(kiosk, slot, day)
+    order = held["payment"]
+    assert order["mode"] == "self_pay" and order["split"]["cash"] == slot["fee"]
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    text, _ = slip_text(kiosk, held["registration"]["registration_no"])
+    assert f"现金支付：￥{slot['fee']}" in text and "医保" not in text.replace("医保统筹支付：￥0.00", "")
+
+
+def test_the_same_tap_twice_holds_one_number(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.place_id_card("self_pay")
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    before = world.remaining(slot["schedule_id"], day)
+    first = hold(kiosk, slot, day)
+    again = hold(kiosk, slot, day)
+    assert again["registration"]["registration_no"] == first["registration"]["registration_no"]
+    assert again["payment"]["order_no"] == first["payment"]["order_no"]
+    assert world.remaining(slot["schedule_id"], day) == before - 1 and len(world.rows()) == 1
+
+
+def test_backing_out_before_paying_gives_the_number_back_and_charges_nothing(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.place_id_card("self_pay")
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    before = world.remaining(slot["schedule_id"], day)
+    held = hold(kiosk, slot, day)
+    order = held["payment"]
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    released = kiosk.post(f"/api/kiosk/registrations/{held['registration']['registration_no']}/release")
+    assert released["registration"]["state"] == "released"
+    assert world.remaining(slot["schedule_id"], day) == before
+    assert world.his_registration(held["registration"]["registration_no"])["status"] == "released"
+    payment = kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert payment["state"] == "closed" and payment["paid_amount"] == "0.00"
+    kiosk.get(f"/api/kiosk/registrations/{held['registration']['registration_no']}/slip", expect=409)
+
+
+def test_a_payment_left_unfinished_has_its_number_given_back_by_the_sweep(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.place_id_card("self_pay")
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    before = world.remaining(slot["schedule_id"], day)
+    held = hold(kiosk, slot, day)
+    # The patient walks away; the payment ends unpaid (here: the kiosk's session cancels it).
+    kiosk.post(f"/api/kiosk/payments/{held['payment']['order_no']}/cancel")
+    assert world.remaining(slot["schedule_id"], day) == before - 1  # nobody has looked yet
+    assert registrations_of(world.container).release_abandoned() == 1
+    assert world.remaining(slot["schedule_id"], day) == before
+    assert [r.state for r in world.rows()] == ["released"]
+    assert registrations_of(world.container).release_abandoned() == 0
+
+
+def test_a_payment_landing_after_the_hold_lapsed_is_refunded_and_the_number_stays_free(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.place_id_card("self_pay")
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    before = world.remaining(slot["schedule_id"], day)
+    held = hold(kiosk, slot, day)
+    order = held["payment"]
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.his("POST", "/__sim__/clock", json={"advance_seconds": 16 * 60})  # the HIS lets the hold lapse
+    world.phone_pays(order)
+    after = kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert after["state"] == "refunded", after
+    assert after["refunded_amount"] == after["paid_amount"] == slot["fee"]
+    status = kiosk.get(f"/api/kiosk/registrations/{held['registration']['registration_no']}")["registration"]
+    assert status["state"] == "released"
+    assert world.remaining(slot["schedule_id"], day) == before
+
+
+def test_a_second_number_with_the_same_doctor_and_half_day_is_refused_plainly(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.place_id_card("self_pay")
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    held = hold(kiosk, slot, day)
+    kiosk.post(f"/api/kiosk/payments/{held['payment']['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(held["payment"])
+    assert kiosk.get(f"/api/kiosk/payments/{held['payment']['order_no']}")["state"] == "completed"
+    kiosk.post("/api/kiosk/session/logout", {})
+    kiosk.place_id_card("self_pay")  # a new session: the same patient tries again
+    refused = hold(kiosk, slot, day, expect=409)
+    assert "重复挂号" in refused["message"] and refused["next_step"]
+
+
+def test_a_day_beyond_the_horizon_says_when_it_can_be_registered(world):
+    kiosk = world.kiosk
+    kiosk.place_id_card("self_pay")
+    dates = [dt.date.fromisoformat(d["date"]) for d in kiosk.get("/api/kiosk/registrations/dates")["dates"]]
+    assert len(dates) == 8 and dates == sorted(dates)  # today and the 7 days ahead (the default horizon)
+    too_far = dates[-1] + dt.timedelta(days=1)
+    refused = kiosk.get(f"/api/kiosk/registrations/schedules?date={too_far.isoformat()}&department_code=0101",
+                        expect=422)
+    assert f"{too_far.month}月{too_far.day}日" in refused["message"] or "天" in refused["message"]
+
+
+def test_the_last_three_numbers_go_to_three_of_twenty_kiosks_racing_for_them(world):
+    day = world.his_tomorrow()
+    department = world.his("GET", "/his/v1/departments").json()["departments"][0]["children"][0]["code"]
+    assert world.his("POST", "/__sim__/data/doctors", json=[{
+        "code": "D099901", "name": "抢号医生", "title": "主任医师", "department_code": department,
+        "level": "expert"}]).status_code == 200
+    schedule_id = f"S{day:%Y%m%d}D099901AM"
+    assert world.his("POST", "/__sim__/data/schedules", json=[{
+        "schedule_id": schedule_id, "date": day.isoformat(), "half_day": "am", "department_code": department,
+        "doctor_code": "D099901", "level": "expert", "fee": "30.00", "total": 20, "remaining": 3}]).status_code == 200
+    patients = [{"patient_id": f"P09{n:04d}", "name": f"患者{n}", "phone": f"1390000{n:04d}",
+                 "id_number": make_id_number("320102", dt.date(1960, 1, 1) + dt.timedelta(days=n), n),
+                 "visit_card_no": f"V09{n:06d}"} for n in range(20)]
+    assert world.his("POST", "/__sim__/data/patients", json=patients).status_code == 200
+    kiosks = [world.new_kiosk(f"K1{n:02d}") for n in range(20)]
+    for kiosk, patient in zip(kiosks, patients, strict=True):
+        kiosk.post("/api/device/identify", {"medium": "visit_card", "visit_card_no": patient["visit_card_no"]})
+
+    start, answers = threading.Barrier(len(kiosks)), [None] * len(kiosks)
+
+    def race(n: int) -> None:
+        start.wait()
+        reply = kiosks[n].request("POST", "/api/kiosk/registrations",
+                                  {"schedule_id": schedule_id, "date": day.isoformat()})
+        answers[n] = (reply.status_code, reply.json())
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(len(kiosks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    won = [(n, body) for n, (status, body) in enumerate(answers) if status == 200]
+    lost = [body for status, body in answers if status != 200]
+    assert len(won) == 3, answers
+    assert all(body["message"] in ("这个号刚刚被挂完了。", "这个号已经挂满了。") for body in lost), lost
+    assert all(body["next_step"] == "请选择其他医生或其他时间" for body in lost)
+    assert sorted(body["registration"]["queue_no"] for _, body in won) == [18, 19, 20]
+    for n, body in won:  # each winner pays; exactly three registrations stand
+        kiosks[n].post(f"/api/kiosk/payments/{body['payment']['order_no']}/pay", {"method": "qr"})
+        world.phone_pays(body["payment"])
+        assert kiosks[n].get(f"/api/kiosk/payments/{body['payment']['order_no']}")["state"] == "completed"
+        kiosks[n].get(f"/api/kiosk/registrations/{body['registration']['registration_no']}")
+    states = [r.state for r in world.rows()]  # a loser that saw the schedule already full held nothing
+    assert states.count("registered") == 3 and set(states) <= {"registered", "refused"}
+    assert world.remaining(schedule_id, day) == 0
