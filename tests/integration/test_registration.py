@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -19,8 +20,11 @@ from sqlalchemy import select
 
 from medkiosk.agent.documents import Receipt, render_text
 from medkiosk.domain.identity import make_id_number
+from medkiosk.services.clock import FrozenClock
 from medkiosk.services.registrations import registrations_of
 from medkiosk.settings import TerminalType
+from medkiosk.simulators.personas import PERSONAS
+from medkiosk.store.models_exams import DocumentPrint
 from medkiosk.store.models_registrations import KioskRegistration
 
 simulators = simulators_fixture()
@@ -271,3 +275,99 @@ def test_the_last_three_numbers_go_to_three_of_twenty_kiosks_racing_for_them(wor
     states = [r.state for r in world.rows()]  # a loser that saw the schedule already full held nothing
     assert states.count("registered") == 3 and set(states) <= {"registered", "refused"}
     assert world.remaining(schedule_id, day) == 0
+
+
+# -- appointments made in the app or by phone (预约取号), and today's slip again (补打) -------------------
+HOSPITAL = ZoneInfo("Asia/Shanghai")
+
+
+def rules_at(world, day: dt.date, at: dt.time) -> FrozenClock:
+    """The registration rules' clock (pick-up window, reprint day) at ``at`` hospital time on ``day``."""
+    clock = FrozenClock(dt.datetime.combine(day, at, tzinfo=HOSPITAL).astimezone(dt.UTC))
+    registrations_of(world.container)._clock = clock
+    return clock
+
+
+def an_appointment(world, persona: str, day: dt.date, *, paid_in_app: bool) -> dict:
+    """An appointment for ``persona`` booked in the app for ``day``'s morning (a number of an open schedule)."""
+    slots = world.his("GET", "/his/v1/schedules", params={"date": day.isoformat()}).json()["schedules"]
+    slot = next(s for s in slots if s["half_day"] == "am" and s["remaining"] >= 3)
+    number = slot["total"] - slot["remaining"] + 1
+    record = {"registration_no": f"GHAPP{persona.upper()[:6]}{int(paid_in_app)}", "patient_id": PERSONAS[persona].patient_id,
+              "date": day.isoformat(), "half_day": "am", "department_code": slot["department_code"],
+              "doctor_code": slot["doctor_code"], "level": slot["level"], "queue_no": number, "fee": slot["fee"],
+              "status": "booked", "source": "app", "schedule_id": slot["schedule_id"],
+              "app_trade_no": f"APPT{number:06d}" if paid_in_app else None,
+              "app_paid_amount": slot["fee"] if paid_in_app else None}
+    assert world.his("POST", "/__sim__/data/registrations", json=[record]).status_code == 200
+    return record
+
+
+def test_an_appointment_paid_in_the_app_is_picked_up_in_its_window_and_its_slip_prints(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    appointment = an_appointment(world, "local_employee", day, paid_in_app=True)
+    rules_at(world, day, dt.time(7, 30))  # the window opens an hour before the morning: 07:00
+    kiosk.insert_insurance_card("local_employee")
+    listed = next(a for a in kiosk.get("/api/kiosk/registrations/appointments")["appointments"]
+                  if a["registration_no"] == appointment["registration_no"])
+    assert listed["can_pick_up"] and listed["paid_in_app"] and listed["note"] == ""
+    picked = kiosk.post(f"/api/kiosk/registrations/appointments/{appointment['registration_no']}/pick-up")
+    assert picked["payment"] is None and picked["registration"]["state"] == "registered"
+    assert world.his_registration(appointment["registration_no"])["status"] == "registered"
+    text, _ = slip_text(kiosk, appointment["registration_no"])
+    assert f"序号：{appointment['queue_no']}" in text and f"已在医院App支付：￥{appointment['fee']}" in text
+    assert "现金支付" not in text  # nothing was paid at the kiosk
+
+
+def test_an_unpaid_appointment_is_paid_when_picked_up(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    appointment = an_appointment(world, "self_pay", day, paid_in_app=False)
+    rules_at(world, day, dt.time(11, 0))
+    kiosk.place_id_card("self_pay")
+    picked = kiosk.post(f"/api/kiosk/registrations/appointments/{appointment['registration_no']}/pick-up")
+    order = picked["payment"]
+    assert picked["registration"]["state"] == "held" and order["split"]["cash"] == appointment["fee"]
+    kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+    world.phone_pays(order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    done = kiosk.get(f"/api/kiosk/registrations/{appointment['registration_no']}")["registration"]
+    assert done["state"] == "registered" and done["queue_no"] == appointment["queue_no"]
+
+
+def test_picking_up_outside_its_window_says_from_when_until_when(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    appointment = an_appointment(world, "self_pay", day, paid_in_app=False)
+    rules_at(world, day - dt.timedelta(days=1), dt.time(15, 0))  # the afternoon before
+    kiosk.place_id_card("self_pay")
+    listed = next(a for a in kiosk.get("/api/kiosk/registrations/appointments")["appointments"]
+                  if a["registration_no"] == appointment["registration_no"])
+    window = f"{day.month}月{day.day}日 07:00"
+    assert not listed["can_pick_up"] and window in listed["note"] and f"{day.month}月{day.day}日 12:00" in listed["note"]
+    refused = kiosk.post(f"/api/kiosk/registrations/appointments/{appointment['registration_no']}/pick-up",
+                         expect=422)
+    assert refused["message"] == listed["note"] and refused["next_step"]
+    assert world.his_registration(appointment["registration_no"])["status"] == "booked"  # nothing changed
+    assert world.rows() == []
+
+
+def test_todays_slip_is_reprinted_marked_as_such_until_the_limit(world):
+    kiosk = world.kiosk
+    his_today = world.his_tomorrow() - dt.timedelta(days=1)
+    rules_at(world, his_today, dt.time(9, 0))
+    kiosk.insert_insurance_card("local_employee")  # the demo gives her today's registrations made at a window
+    today = kiosk.get("/api/kiosk/registrations/today")["registrations"]
+    assert today and all(r["can_reprint"] and r["reprints_left"] == 2 for r in today)
+    first = today[0]
+    for left in (1, 0):
+        slip = Receipt.model_validate(kiosk.post(f"/api/kiosk/registrations/today/{first['registration_no']}/reprint"))
+        text = render_text(slip)
+        assert "挂号条（补打）" in text and f"序号：{first['queue_no']}" in text and first["department_name"] in text
+        assert "王*国" in text and "王建国" not in text
+        assert next(r for r in kiosk.get("/api/kiosk/registrations/today")["registrations"]
+                    if r["registration_no"] == first["registration_no"])["reprints_left"] == left
+    refused = kiosk.post(f"/api/kiosk/registrations/today/{first['registration_no']}/reprint", expect=409)
+    assert "2" in refused["message"] and refused["next_step"]
+    with world.container.uow() as uow:
+        prints = list(uow.session.scalars(select(DocumentPrint).where(
+            DocumentPrint.doc_key == f"registration:{first['registration_no']}")))
+    assert [(p.seq, p.copy, p.device_id) for p in prints] == [(1, True, "K001"), (2, True, "K001")]

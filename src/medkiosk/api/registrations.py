@@ -54,6 +54,35 @@ def hold(body: Hold, device: Device, services: Services) -> dict[str, Any]:
     return guard(lambda: registrations_of(services).register(device, body.schedule_id, body.date, body.mode))
 
 
+class PickUp(BaseModel):
+    mode: PaymentMode | None = None
+
+
+@router.get("/appointments")
+def appointments(device: Device, services: Services) -> dict[str, Any]:
+    """Appointments made in the app or by phone (预约), each with its pick-up window and whether it is open now."""
+    return guard(lambda: registrations_of(services).appointments(device))
+
+
+@router.post("/appointments/{registration_no}/pick-up")
+def pick_up(registration_no: RegistrationNo, device: Device, services: Services,
+            body: PickUp | None = None) -> dict[str, Any]:
+    """取号: paid in the app, registered at once (``payment`` null); otherwise the fee's payment order."""
+    return guard(lambda: registrations_of(services).pick_up(device, registration_no, body.mode if body else None))
+
+
+@router.get("/today")
+def today(device: Device, services: Services) -> dict[str, Any]:
+    """Today's registrations (kiosk, window or app), each with whether its slip can be reprinted."""
+    return guard(lambda: registrations_of(services).today(device))
+
+
+@router.post("/today/{registration_no}/reprint")
+def reprint(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
+    """Today's registration slip again, marked 补打, counted against the hospital's limit and logged."""
+    return guard(lambda: registrations_of(services).reprint(device, registration_no))
+
+
 @router.get("/{registration_no}")
 def status(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
     return guard(lambda: registrations_of(services).status(device, registration_no))

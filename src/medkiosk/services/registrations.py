@@ -18,23 +18,30 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from medkiosk.adapters.errors import UpstreamError, UpstreamRefused
 from medkiosk.adapters.his.port import (
     HisPort,
     Registration,
+    RegistrationStatus,
     ScheduleSlot,
 )
 from medkiosk.agent.documents import Receipt
 from medkiosk.domain.payment import PaymentMode, PaymentState
-from medkiosk.domain.registration import RegistrationRules, RegistrationState
+from medkiosk.domain.registration import (
+    RegistrationRules,
+    RegistrationState,
+    moment_text,
+)
 from medkiosk.logging import get_logger
 from medkiosk.services.clock import Clock
 from medkiosk.services.devices import AuthenticatedDevice
+from medkiosk.services.documents import COUNTED, ISSUED
 from medkiosk.services.payments import PaymentEngine, PaymentRefused
 from medkiosk.services.sessions import SessionService
+from medkiosk.store.models_exams import DocumentPrint
 from medkiosk.store.models_registrations import KioskRegistration
 
 log = get_logger(__name__)
@@ -208,6 +215,167 @@ class RegistrationService:
                 released += 1
         return released
 
+    # -- appointments to pick up (预约取号) --------------------------------------------------------
+    def appointments(self, device: AuthenticatedDevice) -> dict[str, Any]:
+        """The patient's appointments made in the app or by phone, each with when it can be picked up."""
+        payer = self._sessions.payer(device)
+        try:
+            booked = self._his.appointments(payer.his_patient_id)
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法查询预约，请稍后再试。", TO_WINDOW, status=503) from exc
+        now = self._clock.now()
+        items = []
+        for appointment in booked:
+            decision = self.rules.can_pick_up(now, appointment.date, appointment.half_day.value)
+            opens, closes = self.rules.pick_up_window(appointment.date, appointment.half_day.value)
+            items.append({
+                **self._registration_json(appointment),
+                "paid_in_app": appointment.paid_in_app,
+                "window_from": moment_text(opens), "window_until": moment_text(closes),
+                "can_pick_up": decision.allowed,
+                "note": "" if decision.allowed else decision.message,
+                "next_step": "" if decision.allowed else decision.next_step,
+            })
+        return {"appointments": items}
+
+    def pick_up(self, device: AuthenticatedDevice, registration_no: str,
+                mode: PaymentMode | None = None) -> dict[str, Any]:
+        """Pick up an appointment inside its window: paid in the app, it is registered at once;
+        otherwise its fee is paid here like a held number's."""
+        payer = self._sessions.payer(device)
+        try:
+            booked = self._his.appointments(payer.his_patient_id)
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法查询预约，请稍后再试。", TO_WINDOW, status=503) from exc
+        appointment = next((a for a in booked if a.registration_no == registration_no), None)
+        key = f"PU-{payer.session_id}-{registration_no}"[:64]
+        row = self._existing(key)
+        if appointment is None:
+            if row is not None and row.state in (RegistrationState.HELD.value, RegistrationState.REGISTERED.value):
+                return self._replay(device, row)  # picked up a moment ago, in this session
+            raise RegistrationRefused("没有找到这个预约，可能已取号或已取消。", "请返回查看，或到人工窗口咨询", status=404)
+        decision = self.rules.can_pick_up(self._clock.now(), appointment.date, appointment.half_day.value)
+        if not decision.allowed:
+            raise RegistrationRefused(decision.message, decision.next_step, status=422)
+        if row is not None and row.state in (RegistrationState.HELD.value, RegistrationState.REGISTERED.value):
+            return self._replay(device, row)
+        if row is None:
+            row = self._insert(key, "pick_up", payer, appointment)
+        try:
+            picked = self._his.pick_up_appointment(registration_no, idempotency_key=key)
+        except UpstreamRefused as exc:
+            self._set(row.id, state=RegistrationState.REFUSED.value)
+            raise RegistrationRefused(exc.message, TO_WINDOW) from exc
+        except UpstreamError as exc:
+            log.warning("registration.pick_up_unknown", registration_no=registration_no, error=str(exc))
+            raise RegistrationRefused("暂时无法取号，请稍后再试。", TO_WINDOW, status=503) from exc
+        if picked.status is RegistrationStatus.REGISTERED:  # paid in the app: nothing to pay here
+            row = self._set(row.id, state=RegistrationState.REGISTERED.value, registration_no=picked.registration_no,
+                            visit_no=picked.visit_no, queue_no=picked.queue_no,
+                            details={**_details(picked), "paid_in_app": str(picked.app_paid_amount or picked.fee)})
+            log.info("registration.picked_up", registration_no=picked.registration_no, paid_in_app=True,
+                     device_id=device.id)
+            return {"registration": self._row_json(row), "payment": None}
+        return self._pay_for(device, row.id, picked, mode, payer)
+
+    def _replay(self, device: AuthenticatedDevice, row: KioskRegistration) -> dict[str, Any]:
+        payment = self._payments.view(device, row.order_no) if row.order_no else None
+        return {"registration": self._row_json(row), "payment": payment}
+
+    # -- today's registrations, for a reprint (补打) ------------------------------------------------
+    def today(self, device: AuthenticatedDevice) -> dict[str, Any]:
+        """Today's registrations of the patient (made here, at a window or in the app), to reprint a slip."""
+        payer = self._sessions.payer(device)
+        now = self._clock.now()
+        items = []
+        for registration in self._registrations_today(payer.his_patient_id):
+            if registration.status is not RegistrationStatus.REGISTERED:
+                continue
+            used = self._reprints(registration.registration_no)
+            decision = self.rules.can_reprint(used, registration.date, self.rules.today(now))
+            items.append({**self._registration_json(registration), "can_reprint": decision.allowed,
+                          "reprints_left": max(0, self.rules.reprint_limit - used),
+                          "note": "" if decision.allowed else decision.message})
+        return {"registrations": items}
+
+    def reprint(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
+        """Today's registration slip again, marked 补打; counted against the limit, and logged."""
+        payer = self._sessions.payer(device)
+        found = next((r for r in self._registrations_today(payer.his_patient_id)
+                      if r.registration_no == registration_no), None)
+        if found is None or found.status is not RegistrationStatus.REGISTERED:
+            raise RegistrationRefused("没有找到您今天的这个挂号，只能补打当天的挂号条。",
+                                      "请核对后重试，或到人工窗口办理", status=404)
+        try:
+            registration = self._his.registration(registration_no) or found
+        except UpstreamError:
+            registration = found  # today's list has what the slip needs but the fee
+        now = self._clock.now()
+        own = self._latest(registration_no)
+        details = {**_details(found), **((own.details or {}) if own is not None else {})}
+        slip_row = KioskRegistration(
+            registration_no=registration_no, day=found.date, half_day=found.half_day.value,
+            fee=Decimal(registration.fee) if registration.fee is not None else (own.fee if own else Decimal("0.00")),
+            queue_no=found.queue_no, visit_no=registration.visit_no or (own.visit_no if own else None),
+            details=details)
+        masked = self._sessions.current(device).patient.get("masked_name", "")
+        slip = registration_slip(slip_row, hospital_name=self._hospital_name, masked_name=masked, reprint=True)
+        print_no = self._count_reprint(payer, device, registration_no, found.date, now)
+        log.info("registration.slip_reprinted", registration_no=registration_no, print_no=print_no,
+                 device_id=device.id)
+        return slip.model_dump(mode="json")
+
+    def _count_reprint(self, payer, device: AuthenticatedDevice, registration_no: str, day: dt.date,
+                       now: dt.datetime) -> int:
+        """Take the next reprint under the limit; two kiosks at once cannot both take the last one."""
+        doc_key = f"registration:{registration_no}"
+        for _attempt in range(3):
+            used = self._reprints(registration_no)
+            decision = self.rules.can_reprint(used, day, self.rules.today(now))
+            if not decision.allowed:
+                raise RegistrationRefused(decision.message, decision.next_step, status=409)
+            try:
+                with self._uow() as uow:
+                    uow.session.add(DocumentPrint(
+                        doc_key=doc_key, seq=used + 1, kind="registration_slip", doc_no=registration_no,
+                        title="挂号条（补打）", patient_id=payer.patient_row_id, copy=True, state=ISSUED,
+                        device_id=device.id, created_at=now))
+                    uow.commit()
+                return used + 1
+            except IntegrityError:
+                continue  # another kiosk took that number this moment: count again
+        raise RegistrationRefused("补打太频繁，请稍后再试。", TO_WINDOW, status=409)
+
+    def _reprints(self, registration_no: str) -> int:
+        with self._uow() as uow:
+            return uow.session.scalar(select(func.count()).select_from(DocumentPrint).where(
+                DocumentPrint.doc_key == f"registration:{registration_no}", DocumentPrint.state.in_(COUNTED))) or 0
+
+    def _registrations_today(self, his_patient_id: str) -> list[Registration]:
+        try:
+            return self._his.registrations_today(his_patient_id)
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法查询挂号记录，请稍后再试。", TO_WINDOW, status=503) from exc
+
+    def _latest(self, registration_no: str) -> KioskRegistration | None:
+        with self._uow() as uow:
+            row = uow.session.scalar(select(KioskRegistration).where(
+                KioskRegistration.registration_no == registration_no).order_by(KioskRegistration.id.desc()).limit(1))
+            if row is not None:
+                uow.session.expunge(row)
+            return row
+
+    @staticmethod
+    def _registration_json(registration: Registration) -> dict[str, Any]:
+        details = _details(registration)
+        return {"registration_no": registration.registration_no, "date": registration.date.isoformat(),
+                "half_day": registration.half_day.value,
+                "half_day_label": HALF_DAY_LABELS[registration.half_day.value],
+                "department_name": details["department_name"], "doctor_name": details["doctor_name"],
+                "level_label": LEVEL_LABELS.get(details["level"], ""), "location": details["location"],
+                "window": details["window"], "queue_no": registration.queue_no,
+                "fee": str(registration.fee) if registration.fee is not None else ""}
+
     # -- the slip ---------------------------------------------------------------------------------
     def slip(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
         """The registration slip (挂号条) for the agent's 80 mm printer."""
@@ -237,13 +405,15 @@ class RegistrationService:
                 uow.session.expunge(row)
             return row
 
-    def _insert(self, key: str, kind: str, payer, slot: ScheduleSlot) -> KioskRegistration:
+    def _insert(self, key: str, kind: str, payer, slot: ScheduleSlot | Registration) -> KioskRegistration:
+        """The kiosk's record, written before the HIS is asked: a schedule's number, or an appointment."""
         now = self._clock.now()
         row = KioskRegistration(
             idempotency_key=key, kind=kind, state=RegistrationState.HOLDING.value, patient_id=payer.patient_row_id,
             his_patient_id=payer.his_patient_id, device_id=payer.device_id, session_id=payer.session_id,
-            schedule_id=slot.schedule_id, day=slot.date, half_day=slot.half_day.value, fee=Decimal(slot.fee),
-            details={}, created_at=now, updated_at=now)
+            schedule_id=slot.schedule_id or "", day=slot.date, half_day=slot.half_day.value,
+            fee=Decimal(slot.fee if slot.fee is not None else "0.00"),
+            registration_no=getattr(slot, "registration_no", None), details={}, created_at=now, updated_at=now)
         try:
             with self._uow() as uow:
                 uow.session.add(row)
@@ -272,7 +442,7 @@ class RegistrationService:
         payer = self._sessions.payer(device)
         with self._uow() as uow:
             row = uow.session.scalar(select(KioskRegistration).where(
-                KioskRegistration.registration_no == registration_no))
+                KioskRegistration.registration_no == registration_no).order_by(KioskRegistration.id.desc()).limit(1))
             if row is not None:
                 uow.session.expunge(row)
         if row is None or row.his_patient_id != payer.his_patient_id:
@@ -327,7 +497,9 @@ def registration_slip(row: KioskRegistration, *, hospital_name: str, masked_name
         {"type": "rule"},
         {"type": "text", "text": f"挂号费：￥{row.fee}"},
     ]
-    if split:
+    if details.get("paid_in_app"):
+        lines.append({"type": "text", "text": f"已在医院App支付：￥{details['paid_in_app']}"})
+    elif split:
         lines += [{"type": "text", "text": f"医保统筹支付：￥{split['fund']}"},
                   {"type": "text", "text": f"个人账户支付：￥{split['account']}"},
                   {"type": "text", "text": f"现金支付：￥{split['cash']}"}]

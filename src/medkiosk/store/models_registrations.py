@@ -20,12 +20,14 @@ class KioskRegistration(Base):
     """
 
     __tablename__ = "kiosk_registrations"
-    __table_args__ = (Index("ix_kiosk_registrations_patient_day", "patient_id", "day"),)
+    __table_args__ = (Index("ix_kiosk_registrations_patient_day", "patient_id", "day"),
+                      Index("ix_kiosk_registrations_registration_no", "registration_no"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True,
                                                  doc="sent with the HIS hold: a retry holds nothing twice")
-    registration_no: Mapped[str | None] = mapped_column(String(40), unique=True)
+    registration_no: Mapped[str | None] = mapped_column(
+        String(40), doc="not unique: an appointment picked up, left unpaid and picked up again keeps its number")
     kind: Mapped[str] = mapped_column(String(12), doc="same_day, advance or pick_up")
     state: Mapped[str] = mapped_column(String(12))
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))

@@ -38,14 +38,15 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('idempotency_key'),
-    sa.UniqueConstraint('registration_no')
+    sa.UniqueConstraint('idempotency_key')
     )
     with op.batch_alter_table('kiosk_registrations', schema=None) as batch_op:
         batch_op.create_index('ix_kiosk_registrations_patient_day', ['patient_id', 'day'], unique=False)
+        batch_op.create_index('ix_kiosk_registrations_registration_no', ['registration_no'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('kiosk_registrations', schema=None) as batch_op:
+        batch_op.drop_index('ix_kiosk_registrations_registration_no')
         batch_op.drop_index('ix_kiosk_registrations_patient_day')
     op.drop_table('kiosk_registrations')
