@@ -113,3 +113,15 @@ def assert_targets_and_fit(page) -> None:
         .map(([t, r]) => `${t} ${Math.round(r.width)}x${Math.round(r.height)}`)""")
     assert not small, small
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+class Taps:
+    """The patient's taps on the screen, counted (each a Playwright locator clicked once)."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.count = 0
+
+    def __call__(self, locator) -> None:
+        locator.click()
+        self.count += 1

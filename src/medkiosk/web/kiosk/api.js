@@ -88,6 +88,7 @@ const PAYMENTS = "/local/api/kiosk/payments";
 const CHECKIN = "/local/api/kiosk/checkin";
 const EXAMS = "/local/api/kiosk/exams/orders";
 const DOCUMENTS = "/local/api/kiosk/documents";
+const REGISTRATIONS = "/local/api/kiosk/registrations";
 const enc = encodeURIComponent;
 
 export const api = {
@@ -129,6 +130,20 @@ export const api = {
     move: (orderNo, w) => call("POST", `${EXAMS}/${enc(orderNo)}/booking/move`, { date: w.date, start: w.start }),
     cancel: (orderNo) => call("POST", `${EXAMS}/${enc(orderNo)}/booking/cancel`, {}),
     slip: (orderNo, reprint) => call("GET", `${EXAMS}/${enc(orderNo)}/slip${reprint ? "?reprint=true" : ""}`),
+  },
+  registration: {
+    /** The hospital-configured departments (a preview kiosk sees the draft). */
+    departments: () => call("GET", "/local/api/kiosk/registration/departments"),
+    dates: () => call("GET", `${REGISTRATIONS}/dates`),
+    /** A kiosk department's doctors on a day: its HIS codes and, for a split one, its doctors. */
+    schedules: (date, department) => call("GET", `${REGISTRATIONS}/schedules?date=${enc(date)}${
+      (department.his_codes || []).map((c) => `&department_code=${enc(c)}`).join("")}${
+      (department.doctor_codes || []).map((c) => `&doctor_code=${enc(c)}`).join("")}`),
+    /** Hold the number and start paying its fee: `{registration, payment}`. */
+    hold: (scheduleId, date) => call("POST", REGISTRATIONS, { schedule_id: scheduleId, date }),
+    status: (registrationNo) => call("GET", `${REGISTRATIONS}/${enc(registrationNo)}`),
+    release: (registrationNo) => call("POST", `${REGISTRATIONS}/${enc(registrationNo)}/release`, {}),
+    slip: (registrationNo) => call("GET", `${REGISTRATIONS}/${enc(registrationNo)}/slip`),
   },
   documents: {
     list: () => call("GET", DOCUMENTS),

@@ -12,6 +12,7 @@ import { PaymentFlow } from "./payment.js";
 import { DocumentFlow } from "./documents.js";
 import { ExamFlow } from "./exams.js";
 import { CheckInFlow } from "./checkin.js";
+import { RegistrationFlow } from "./registration.js";
 import {
   homeScreen, identifyScreen, menuScreen, phoneScreen, refusedScreen, showInlineError, startingScreen,
 } from "./screens.js";
@@ -61,7 +62,7 @@ const flowApp = {
   say: (text) => say(text),
 };
 
-const payment = new PaymentFlow({
+const payApp = {
   ...flowApp,
   activity: () => { if (state.session) clock.activity(); },
   outcome: (outcome) => handleOutcome(outcome),
@@ -69,6 +70,13 @@ const payment = new PaymentFlow({
     iconName: "info", testid: "coming-soon-dialog" }),
   longPollSeconds: () => (state.config && state.config.long_poll_seconds) || 25,
   announce: (text) => announce(text),
+};
+const payment = new PaymentFlow(payApp);
+// Registration (挂号) pays its fee with a payment flow of its own, and ends the session after the number.
+const registration = new RegistrationFlow({
+  ...payApp,
+  finish: () => endSession("logout"),
+  patientName: () => (state.session && state.session.patient && state.session.patient.masked_name) || "",
 });
 
 const exams = new ExamFlow(flowApp);
@@ -195,6 +203,7 @@ function render(entry) {
   exams.stop();
   documents.stop();
   checkin.stop();
+  registration.stop();
   let node;
   switch (name) {
     case "home":
@@ -220,9 +229,11 @@ function render(entry) {
       else if (exams.owns(name)) node = exams.render(entry);
       else if (documents.owns(name)) node = documents.render(entry);
       else if (checkin.owns(name)) node = checkin.render(entry);
+      else if (registration.owns(name)) node = registration.render(entry);
       else node = startingScreen(Boolean(params.failed));
   }
-  showCategory(!hidesCategory(name), payment.owns(name));
+  // Registration involves money: its screens show the category as the payment screens do (tender #2).
+  showCategory(!hidesCategory(name), payment.owns(name) || registration.owns(name));
   clear(ui.screen);
   ui.screen.append(node);
   ui.screen.scrollTop = 0;
@@ -253,6 +264,10 @@ function back() {
     payment.back();  // cancels the open order, then shows the bills again
     return;
   }
+  if (registration.leavesOpenOrder(leaving.name)) {
+    registration.back();  // cancels the fee's order and releases the number, then shows the doctors again
+    return;
+  }
   state.stack.pop();
   if (leaving.name === "phone") quietly(api.sessionEnded());  // abandon the first-visit record
   render(current());
@@ -273,6 +288,7 @@ function backTo(name) {
 function goHome({ fresh = false } = {}) {
   closeInfoDialog();
   payment.abandon();  // an unfinished payment is cancelled, not left waiting
+  registration.abandon();  // a number held and not paid for goes back on sale
   const leaving = current();
   if (leaving && leaving.name === "phone" && !state.session) quietly(api.sessionEnded());
   state.pendingTile = null;
@@ -315,7 +331,7 @@ function chooseTile(service) {
     show("pay-bills");
     return;
   }
-  const screens = { check_in: "checkin", exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
+  const screens = { register: "reg-departments", check_in: "checkin", exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
   if (screens[service.key]) {
     show(screens[service.key]);
     return;
@@ -401,6 +417,7 @@ function startSession(session) {
   payment.forget();
   exams.forget();
   documents.forget();
+  registration.forget();
   closeInfoDialog();
   renderPatientBar(session);
   clock.start(session);
@@ -494,11 +511,12 @@ async function endSession(reason) {
   render({ name: "starting" });
   if (hadSession && reason !== "gone") {
     // A payment still open is cancelled while the session can still ask for it.
-    await Promise.race([payment.abandon(), pause(ABANDON_WAIT_MS)]);
+    await Promise.race([Promise.all([payment.abandon(), registration.abandon()]), pause(ABANDON_WAIT_MS)]);
   }
   payment.forget();
   exams.forget();
   documents.forget();
+  registration.forget();
   if (hadSession && reason !== "gone") {
     await api.logout(reason === "idle" ? "idle" : undefined).catch(() => {});
   }
