@@ -371,3 +371,68 @@ def test_todays_slip_is_reprinted_marked_as_such_until_the_limit(world):
         prints = list(uow.session.scalars(select(DocumentPrint).where(
             DocumentPrint.doc_key == f"registration:{first['registration_no']}")))
     assert [(p.seq, p.copy, p.device_id) for p in prints] == [(1, True, "K001"), (2, True, "K001")]
+
+
+# -- cancelling (退号) ---------------------------------------------------------------------------------
+def a_paid_registration(world, persona: str, *, card: bool) -> tuple[dict, dict, dict, dt.date]:
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.insert_insurance_card(persona) if card else kiosk.place_id_card(persona)
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    held = hold(kiosk, slot, day)
+    order = held["payment"]
+    if order["state"] != "completed":
+        kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+        world.phone_pays(order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    registered = kiosk.get(f"/api/kiosk/registrations/{held['registration']['registration_no']}")["registration"]
+    assert registered["state"] == "registered"
+    return registered, order, slot, day
+
+
+def test_a_self_pay_patient_cancels_before_the_morning_and_gets_the_fee_back(world):
+    registration, order, slot, day = a_paid_registration(world, "self_pay", card=False)
+    before = world.remaining(slot["schedule_id"], day)
+    cancelled = world.kiosk.post(f"/api/kiosk/registrations/{registration['registration_no']}/cancel")
+    assert cancelled["registration"]["state"] == "cancelled"
+    payment = cancelled["payment"]
+    assert payment["state"] == "refunded" and payment["refunded_amount"] == payment["paid_amount"] == slot["fee"]
+    assert world.his_registration(registration["registration_no"])["status"] == "cancelled"
+    assert world.remaining(slot["schedule_id"], day) == before + 1  # the number is on sale again
+    trade = world.container.channel.query(f"{order['order_no']}P1")
+    assert trade.state in ("REFUND", "REFUNDED", "SUCCESS") and world.container.channel.query_refund(
+        f"{order['order_no']}R1").state == "SUCCESS"
+    invoices = httpx.get(f"{world.sims['einvoice']}/__sim__/state/invoices").json()
+    rows = invoices.values() if isinstance(invoices, dict) else invoices
+    assert [i["status"] for i in rows if i.get("invoice_no") == payment["invoice_no"]] == ["voided"]
+    again = world.kiosk.post(f"/api/kiosk/registrations/{registration['registration_no']}/cancel")
+    assert again["payment"]["refunded_amount"] == slot["fee"]  # asked twice: refunded once
+
+
+def test_an_insured_patient_cancelling_has_the_settlement_cancelled_and_the_visit_withdrawn(world):
+    registration, order, _slot, _day = a_paid_registration(world, "local_employee", card=True)
+    cancelled = world.kiosk.post(f"/api/kiosk/registrations/{registration['registration_no']}/cancel")
+    assert cancelled["payment"]["state"] == "refunded", cancelled["payment"]
+    infnos = [c["operation"] for c in httpx.get(f"{world.sims['insurance']}/__sim__/calls").json()]
+    assert "2208" in infnos and "2202" in infnos and infnos.index("2208") < infnos.index("2202")
+
+
+def test_cancelling_after_the_morning_started_is_refused_and_changes_nothing(world):
+    registration, order, _slot, day = a_paid_registration(world, "self_pay", card=False)
+    rules_at(world, day, dt.time(8, 30))
+    refused = world.kiosk.post(f"/api/kiosk/registrations/{registration['registration_no']}/cancel", expect=409)
+    assert refused["message"] and refused["next_step"]
+    assert world.his_registration(registration["registration_no"])["status"] == "registered"
+    assert world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+
+
+def test_a_cancellation_whose_refund_cannot_start_now_is_finished_by_the_sweep(world):
+    registration, order, slot, _day = a_paid_registration(world, "self_pay", card=False)
+    assert world.his("POST", "/__sim__/faults", json={"operation": "payments.cancel", "kind": "error",
+                                                      "status": 503, "count": 1}).status_code == 200
+    first = world.kiosk.post(f"/api/kiosk/registrations/{registration['registration_no']}/cancel")
+    assert first["registration"]["state"] == "cancelling" and first["payment"]["state"] == "completed"
+    assert world.his_registration(registration["registration_no"])["status"] == "cancelled"
+    registrations_of(world.container).release_abandoned()  # the recovery round's sweep
+    assert [r.state for r in world.rows()] == ["cancelled"]
+    after = world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
+    assert after["state"] == "refunded" and after["refunded_amount"] == slot["fee"]

@@ -113,3 +113,15 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 ])
 def test_a_card_sale_is_voided_on_the_hospitals_day_of_sale_and_refunded_after(sold_at, now, kind):
     assert pos_give_back_kind(datetime.fromisoformat(sold_at), datetime.fromisoformat(now), SHANGHAI) == kind
+
+
+def test_a_completed_payment_moves_again_only_when_the_patient_asks_for_it_back():
+    for target in PaymentState:
+        with pytest.raises(IllegalTransition):
+            check_transition(PaymentState.COMPLETED, target)  # never by itself
+    assert check_transition(PaymentState.COMPLETED, PaymentState.UNWINDING, giving_back=True) is PaymentState.UNWINDING
+    assert check_transition(PaymentState.COMPLETED, PaymentState.REFUNDING, giving_back=True) is PaymentState.REFUNDING
+    for final in (PaymentState.REFUNDED, PaymentState.CLOSED, PaymentState.FAILED):
+        for target in PaymentState:
+            with pytest.raises(IllegalTransition):
+                check_transition(final, target, giving_back=True)  # what is given back stays given back

@@ -94,6 +94,12 @@ def release(registration_no: RegistrationNo, device: Device, services: Services)
     return guard(lambda: registrations_of(services).release(device, registration_no))
 
 
+@router.post("/{registration_no}/cancel")
+def cancel(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
+    """退号 within the hospital's rules: cancelled in the HIS, the fee given back by its own path."""
+    return guard(lambda: registrations_of(services).cancel(device, registration_no))
+
+
 @router.get("/{registration_no}/slip")
 def slip(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
     """The registration slip (挂号条) for the agent's receipt printer, once the fee is paid."""

@@ -74,6 +74,14 @@ ALLOWED: dict[PaymentState, frozenset[PaymentState]] = {
 }
 
 
+# A completed payment moves again only when the patient asks for it back (退费: a registration
+# cancelled, 退号): the HIS posting is cancelled first, then the settlement and the cash go back
+# by the same path as any unwinding. Never by itself: ALLOWED keeps every terminal state final.
+RETURNS: dict[PaymentState, frozenset[PaymentState]] = {
+    S.COMPLETED: frozenset({S.UNWINDING, S.REFUNDING}),
+}
+
+
 class IllegalTransition(Exception):
     def __init__(self, current: PaymentState, target: PaymentState) -> None:
         super().__init__(f"a payment cannot go from {current.value} to {target.value}")
@@ -81,11 +89,14 @@ class IllegalTransition(Exception):
         self.target = target
 
 
-def check_transition(current: PaymentState, target: PaymentState) -> PaymentState:
-    """Return ``target`` if the machine allows ``current → target``; raise otherwise."""
-    if target not in ALLOWED[current]:
-        raise IllegalTransition(current, target)
-    return target
+def check_transition(current: PaymentState, target: PaymentState, *, giving_back: bool = False) -> PaymentState:
+    """Return ``target`` if the machine allows ``current → target``; raise otherwise.
+
+    ``giving_back``: the patient asked for a completed payment back (``RETURNS``), nothing else.
+    """
+    if target in ALLOWED[current] or (giving_back and target in RETURNS.get(current, frozenset())):
+        return target
+    raise IllegalTransition(current, target)
 
 
 class PaymentMode(StrEnum):

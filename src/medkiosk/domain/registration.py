@@ -39,6 +39,10 @@ class RegistrationState(StrEnum):
     """The payment was abandoned, refused or expired: the number went back on sale, nothing was kept."""
     REFUSED = "refused"
     """The HIS refused the hold (the number was gone): nothing was held, nothing paid."""
+    CANCELLING = "cancelling"
+    """Cancelled (退号) in the HIS, its number back on sale; the fee is owed back and not yet on its way."""
+    CANCELLED = "cancelled"
+    """Cancelled, and the fee's payment is being (or has been) given back by the payment engine."""
 
 
 class Reason(StrEnum):

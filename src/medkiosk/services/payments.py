@@ -77,6 +77,8 @@ CANCEL_WAIT_SECONDS = 5.0
 MSGID_DRAWS = 10
 """Draws of a msgid another process already journalled before giving up: after the first, each lands at random."""
 UNWOUND_STATES = frozenset({PaymentState.FAILED, PaymentState.CLOSED, PaymentState.REFUNDED})
+# An order's invoice work still owed once it is finished: issue one (completed), void one (given back).
+FOLLOW_UP_INVOICE = frozenset({"pending", "void_pending"})
 """Ends in which the bill was not paid: an insurance visit opened for it must be withdrawn."""
 
 # The lease this thread (request or recovery round) holds: (order_no, token). Every write to that
@@ -403,7 +405,7 @@ class PaymentEngine:
         """
         order = self._own_order(device, order_no)
         state = PaymentState(order.state)
-        if state.terminal and order.invoice_state != "pending" and order.visit_state != "open":
+        if state.terminal and order.invoice_state not in FOLLOW_UP_INVOICE and order.visit_state != "open":
             return self._order_json(order)
         if (state is PaymentState.AWAITING_PAYMENT and order.pay_method != PayMethod.BANK_CARD.value
                 and not self._past_deadline(order)):
@@ -435,6 +437,63 @@ class PaymentEngine:
                 if held:
                     self._cancel_held(order_no)
         return self.view(device, order_no)
+
+    def give_back(self, device: AuthenticatedDevice | None, order_no: str, *, reason: str) -> dict[str, Any]:
+        """Give a completed payment back (退费; a cancelled registration's fee): every part, by its own path.
+
+        The HIS posting is cancelled first — until the HIS agrees, nothing moves and the payment
+        stands. Then the order unwinds like any other: the settlement cancelled (2208) and the cash
+        refunded to where it came from, the insurance visit withdrawn (2202) and the e-invoice
+        voided. Asked again (a retry, or the recovery round), it carries on from where it stands.
+        """
+        if device is not None:
+            self._own_order(device, order_no)
+        with self._driving(order_no, wait=CANCEL_WAIT_SECONDS) as held:
+            if not held:
+                raise PaymentRefused("这笔缴费正在处理中，请稍后再试。", status=409)
+            order = self._load(order_no)
+            if order.details.get("given_back"):
+                self._drive(order_no)
+                return self._order_json(self._load(order_no))
+            if PaymentState(order.state) is not PaymentState.COMPLETED or not order.receipt_no:
+                raise PaymentRefused("这笔缴费尚未完成，不能退费。", status=409)
+            key = step_key(order_no, "his.cancel")
+            self._begin(order_no, "his.cancel", key, {"receipt_no": order.receipt_no, "reason": reason}, reuse=True)
+            try:
+                self._p.his.cancel_payment(order.receipt_no, key, reason)
+            except UpstreamRefused as exc:
+                self._end(key, "refused", {"message": exc.message})
+                raise PaymentRefused(f"医院系统不能撤销这笔缴费：{exc.message}") from exc
+            except UpstreamUnknown as exc:
+                self._end(key, "unknown")  # asked again with the same key: the HIS cancels once
+                raise PaymentRefused("暂时无法办理退费，请稍后再试。", status=503) from exc
+            invoice_state = {"issued": "void_pending", "pending": "none"}.get(order.invoice_state, order.invoice_state)
+            self._transition(
+                order_no, PaymentState.UNWINDING if order.setl_id else PaymentState.REFUNDING, giving_back=True,
+                finish=(key, "succeeded", None), message=f"已{reason}，费用将原路退回。", invoice_state=invoice_state,
+                visit_state="open" if order.visit_state == "kept" else order.visit_state,
+                details_patch={"given_back": reason})
+            log.info("payment.given_back", order_no=order_no, reason=reason)
+            self._drive(order_no)
+            last = self._load(order_no)
+        return self._order_json(last)
+
+    def _after_refunded(self, order: PaymentOrder) -> bool:
+        """Everything paid is back: void the invoice of a payment given back, withdraw the insurance visit."""
+        self._void_invoice(order)
+        return self._withdraw_visit(self._load(order.order_no))
+
+    def _void_invoice(self, order: PaymentOrder) -> None:
+        if order.invoice_state != "void_pending" or not order.invoice_no or self._p.einvoice is None:
+            return
+        key = step_key(order.order_no, "invoice.void")
+        self._begin(order.order_no, "einvoice.void", key, {"invoice_no": order.invoice_no}, reuse=True)
+        try:
+            self._p.einvoice.void(order.invoice_no, key, order.details.get("given_back") or "退费")
+        except UpstreamError as exc:  # the money is back; the void is asked again next round
+            self._end(key, "unknown" if isinstance(exc, UpstreamUnknown) else "refused")
+            return
+        self._update(order.order_no, invoice_state="voided", finish=(key, "succeeded", None))
 
     def _cancel_held(self, order_no: str) -> None:
         order = self._load(order_no)
@@ -580,6 +639,8 @@ class PaymentEngine:
                     & PaymentOrder.state.in_([s.value for s in UNWOUND_STATES]),
                     (PaymentOrder.invoice_state == "pending")
                     & (PaymentOrder.state == PaymentState.COMPLETED.value),
+                    (PaymentOrder.invoice_state == "void_pending")
+                    & PaymentOrder.state.in_([s.value for s in UNWOUND_STATES]),
                 )).order_by(PaymentOrder.updated_at).limit(500)))
         counts: dict[str, int] = {}
         for order_no in order_nos:
@@ -609,7 +670,7 @@ class PaymentEngine:
                 PaymentState.COMPLETED: self._invoice,
                 PaymentState.FAILED: self._withdraw_visit,
                 PaymentState.CLOSED: self._withdraw_visit,
-                PaymentState.REFUNDED: self._withdraw_visit,
+                PaymentState.REFUNDED: self._after_refunded,
             }.get(state)
             if step is None or not step(order):
                 return PaymentState(self._load(order_no).state)
@@ -1252,7 +1313,7 @@ class PaymentEngine:
     def _update(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
                 details_patch: dict | None = None,
                 begin: list[tuple[str, str, dict]] = (), finish: tuple[str, str, dict | None] | None = None,
-                relaxed: bool = False, **fields) -> PaymentOrder:
+                relaxed: bool = False, giving_back: bool = False, **fields) -> PaymentOrder:
         """One transaction: the order's row, and the journal steps that ``begin`` or ``finish`` with it.
 
         ``relaxed`` commits without waiting for the disk flush: only for a write that recovery
@@ -1261,7 +1322,7 @@ class PaymentEngine:
         held = _HELD.get()
         if held is None or held[0] != order_no or not held[2]:
             return self._update_unheld(order_no, target=target, details_patch=details_patch, begin=begin,
-                                       finish=finish, relaxed=relaxed, **fields)
+                                       finish=finish, relaxed=relaxed, giving_back=giving_back, **fields)
         # Under our lease nobody else drives the order, so the row our last write left (held[2]) is
         # its state: the transitions are checked against it and only the changed columns are
         # written, by plain statements. The write is fenced by the lease's token in its WHERE
@@ -1271,7 +1332,7 @@ class PaymentEngine:
         values: dict[str, Any] = {}
         state = current.state
         for step_target in ([] if target is None else [target] if isinstance(target, PaymentState) else target):
-            state = check_transition(PaymentState(state), step_target).value
+            state = check_transition(PaymentState(state), step_target, giving_back=giving_back).value
             values["state"] = state
             if step_target in TERMINAL_STATES:
                 values["active_key"] = None
@@ -1310,7 +1371,7 @@ class PaymentEngine:
     def _update_unheld(self, order_no: str, *, target: PaymentState | list[PaymentState] | None = None,
                        details_patch: dict | None = None,
                        begin: list[tuple[str, str, dict]] = (), finish: tuple[str, str, dict | None] | None = None,
-                       relaxed: bool = False, **fields) -> PaymentOrder:
+                       relaxed: bool = False, giving_back: bool = False, **fields) -> PaymentOrder:
         """``_update`` without a lease's row to start from: the row is read and locked first."""
         now = self._clock.now()
         with self._uow() as uow:
@@ -1323,7 +1384,7 @@ class PaymentEngine:
                     raise LeaseLost(order_no)
                 row.lease_until = now + LEASE  # each step renews it
             for step_target in ([] if target is None else [target] if isinstance(target, PaymentState) else target):
-                row.state = check_transition(PaymentState(row.state), step_target).value
+                row.state = check_transition(PaymentState(row.state), step_target, giving_back=giving_back).value
                 if step_target in TERMINAL_STATES:
                     row.active_key = None
             for name, value in fields.items():

@@ -203,17 +203,66 @@ class RegistrationService:
         return self._set(row.id, state=RegistrationState.RELEASED.value)
 
     def release_abandoned(self) -> int:
-        """Release the holds whose payment ended without money (closed, failed, expired); for the sweep."""
+        """The sweep: release the holds whose payment ended without money (closed, failed, expired),
+        and ask again for the fee of a cancelled registration whose refund could not start. Answers
+        how many numbers it released."""
         with self._uow() as uow:
             rows = list(uow.session.scalars(select(KioskRegistration).where(
-                KioskRegistration.state == RegistrationState.HELD.value,
+                KioskRegistration.state.in_([RegistrationState.HELD.value, RegistrationState.CANCELLING.value]),
                 KioskRegistration.order_no.is_not(None))))
             uow.session.expunge_all()
         released = 0
         for row in rows:
-            if self._follow(None, row).state == RegistrationState.RELEASED.value:
+            if row.state == RegistrationState.CANCELLING.value:
+                self._give_back(row)
+            elif self._follow(None, row).state == RegistrationState.RELEASED.value:
                 released += 1
         return released
+
+    # -- cancelling (退号) -------------------------------------------------------------------------
+    def cancel(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
+        """Cancel a number taken and paid at a kiosk, within the hospital's rules, and give the fee back.
+
+        The HIS cancels first (its number goes back on sale); then the payment engine gives the fee
+        back (HIS posting cancelled, 2208 for the insured, the cash refunded). If the second step
+        cannot finish now, the registration stays ``cancelling`` and the sweep asks again: the
+        patient's money is never left behind.
+        """
+        row = self._follow(device, self._own(device, registration_no))
+        if row.state in (RegistrationState.CANCELLING.value, RegistrationState.CANCELLED.value):
+            return {"registration": self._row_json(self._give_back(row)), "payment": self._payment_of(row)}
+        if row.state != RegistrationState.REGISTERED.value or row.order_no is None:
+            raise RegistrationRefused("这个号还没有挂号成功，不能退号。", "请返回查看", status=409)
+        try:
+            current = self._his.registration(registration_no)
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法办理退号，请稍后再试。", TO_WINDOW, status=503) from exc
+        checked_in = current is not None and current.checked_in_at is not None
+        decision = self.rules.can_cancel(self._clock.now(), row.day, row.half_day, checked_in=checked_in, seen=False)
+        if not decision.allowed:
+            raise RegistrationRefused(decision.message, decision.next_step)
+        try:
+            self._his.cancel_registration(registration_no, idempotency_key=f"{row.idempotency_key}-C"[:64],
+                                          reason="患者自助退号")
+        except UpstreamRefused as exc:
+            raise RegistrationRefused(exc.message, TO_WINDOW) from exc
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法办理退号，请稍后再试。", TO_WINDOW, status=503) from exc
+        row = self._set(row.id, state=RegistrationState.CANCELLING.value)
+        log.info("registration.cancelled", registration_no=registration_no, device_id=device.id)
+        return {"registration": self._row_json(self._give_back(row)), "payment": self._payment_of(row)}
+
+    def _give_back(self, row: KioskRegistration) -> KioskRegistration:
+        """Have the payment engine give the fee back; ``cancelled`` once it has taken the job on."""
+        try:
+            self._payments.give_back(None, row.order_no, reason="退号")
+        except PaymentRefused as exc:
+            log.warning("registration.refund_pending", registration_no=row.registration_no, reason=exc.message)
+            return row
+        return self._set(row.id, state=RegistrationState.CANCELLED.value)
+
+    def _payment_of(self, row: KioskRegistration) -> dict[str, Any] | None:
+        return self._payments.view(None, row.order_no) if row.order_no else None
 
     # -- appointments to pick up (预约取号) --------------------------------------------------------
     def appointments(self, device: AuthenticatedDevice) -> dict[str, Any]:
