@@ -97,6 +97,23 @@ def a_morning_with_numbers(stack, kiosk_url: str, day: dt.date) -> tuple[dict, d
     raise AssertionError("no department with morning numbers in the demo hospital")
 
 
+def two_numbers(stack, kiosk_url: str, day: dt.date) -> tuple[dict, dict, dict]:
+    """A kiosk department (not split) with two half-days (doctors' mornings or afternoons) with numbers left."""
+    slots = his_schedules(stack, day)
+    for group in kiosk_departments(kiosk_url)["groups"]:
+        for department in group["departments"]:
+            if department["doctor_codes"]:
+                continue
+            open_ = [s for s in slots if s["department_code"] in department["his_codes"] and s["remaining"] >= 3]
+            if len(open_) >= 2:
+                return department, open_[0], open_[1]
+    raise AssertionError("no department with two half-days with numbers in the demo hospital")
+
+
+def half_day(page, slot: dict):
+    return doctor_card(page, slot["doctor_name"]).get_by_test_id(f"reg-slot-{slot['half_day']}")
+
+
 def phone_pays(stack, order_no: str) -> None:
     reply = httpx.post(f"{stack.payment.url}/__sim__/pay/{order_no}P1", json={"channel": "wechat"}, timeout=10)
     assert reply.status_code == 200, reply.text
@@ -180,35 +197,35 @@ def test_a_same_day_number_takes_five_taps_from_identified_to_the_printed_slip(p
 
 
 def test_backing_out_on_the_payment_screen_gives_the_number_back(page, stack, kiosk_url, day_d):
-    department, slot = a_morning_with_numbers(stack, kiosk_url, day_d)
-    before = remaining(stack, slot["schedule_id"], day_d)
+    department, first, second = two_numbers(stack, kiosk_url, day_d)
+    before = {s["schedule_id"]: remaining(stack, s["schedule_id"], day_d) for s in (first, second)}
+    slips_before = [p["job_id"] for p in printed(kiosk_url, "reg-")]
     identify(page, kiosk_url, "id-card", PATIENT, MASKED)
     page.get_by_test_id("tile-register").click()
     department_button(page, department["name"]).click()
-    doctor_card(page, slot["doctor_name"]).get_by_test_id("reg-slot-am").click(timeout=15_000)
+    half_day(page, first).click(timeout=15_000)
     page.get_by_test_id("reg-confirm-go").click()
     page.get_by_test_id("pay-qr").click(timeout=15_000)
     order_no = page.get_by_test_id("pay-qr-screen").get_attribute("data-order", timeout=15_000)
-    assert remaining(stack, slot["schedule_id"], day_d) == before - 1
+    assert remaining(stack, first["schedule_id"], day_d) == before[first["schedule_id"]] - 1
 
     page.get_by_test_id("pay-cancel").click()
-    # Back on the doctors, the morning's numbers as they are again.
-    morning = doctor_card(page, slot["doctor_name"]).get_by_test_id("reg-slot-am")
-    expect(morning).to_contain_text(f"剩余 {before} 个", timeout=15_000)
-    assert remaining(stack, slot["schedule_id"], day_d) == before
+    # Back on the doctors, with the numbers as they are again.
+    expect(half_day(page, first)).to_contain_text(f"剩余 {before[first['schedule_id']]} 个", timeout=15_000)
+    assert remaining(stack, first["schedule_id"], day_d) == before[first["schedule_id"]]
     order = httpx.get(f"{kiosk_url}/local/api/kiosk/payments/{order_no}", timeout=10).json()
     assert order["state"] == "closed" and order["paid_amount"] == "0.00"
 
     # 返回 on the split screen releases as well.
-    morning.click()
+    half_day(page, second).click()
     page.get_by_test_id("reg-confirm-go").click()
     expect(page.get_by_test_id("pay-split")).to_be_visible(timeout=15_000)
-    assert remaining(stack, slot["schedule_id"], day_d) == before - 1
+    assert remaining(stack, second["schedule_id"], day_d) == before[second["schedule_id"]] - 1
     page.get_by_test_id("nav-back").click()
     expect(page.get_by_test_id("reg-doctors")).to_be_visible(timeout=15_000)
-    expect(morning).to_contain_text(f"剩余 {before} 个", timeout=15_000)
-    assert remaining(stack, slot["schedule_id"], day_d) == before
-    assert not printed(kiosk_url, "reg-") or all(order_no not in p["text"] for p in printed(kiosk_url, "reg-"))
+    expect(half_day(page, second)).to_contain_text(f"剩余 {before[second['schedule_id']]} 个", timeout=15_000)
+    assert remaining(stack, second["schedule_id"], day_d) == before[second["schedule_id"]]
+    assert [p["job_id"] for p in printed(kiosk_url, "reg-")] == slips_before  # no slip for a number given back
 
 
 def shown_departments(page, kiosk_url: str, who: str, masked: str) -> list[str]:
