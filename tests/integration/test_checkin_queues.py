@@ -98,6 +98,15 @@ def test_unpaid_and_cancelled_registrations_cannot_check_in_and_say_what_to_do(w
     assert "取号" in refused["message"] and refused["next_step"]
 
 
+def test_an_appointment_not_picked_up_yet_is_listed_as_such_and_cannot_check_in(world):
+    world.kiosk.insert_insurance_card("local_resident")  # the demo: this morning's appointment, unpaid, from the app
+    booked = next(r for r in world.registrations("local_resident") if r["status"] == "unpaid")
+    assert booked["note"] == "预约尚未取号，请先取号"
+    refused = world.kiosk.post("/api/kiosk/checkin", {"registration_no": booked["registration_no"]}, expect=409)
+    assert "取号" in refused["message"] and "预约取号" in refused["next_step"]
+    assert world.entries() == []
+
+
 def test_morning_registrations_cannot_check_in_after_the_morning_session_closes(world):
     world.sessions_close_at("00:00")  # it is after the morning session closed
     world.kiosk.insert_insurance_card("local_employee")

@@ -26,6 +26,9 @@ TO_WINDOW = "请到人工窗口办理"
 HIS_RETRY_AFTER = dt.timedelta(seconds=20)
 SOURCE_REGISTRATION = CheckInKind.REGISTRATION.value
 SOURCE_EXAM = CheckInKind.EXAM.value
+# An appointment not picked up, or a number whose fee is still being paid: nothing to check in yet.
+NOT_PAID_YET = frozenset({RegistrationStatus.UNPAID, RegistrationStatus.BOOKED, RegistrationStatus.PENDING_PAYMENT})
+GONE = frozenset({RegistrationStatus.CANCELLED, RegistrationStatus.RELEASED})
 
 
 class CheckInRefused(QueueRefused):
@@ -51,9 +54,9 @@ class CheckInService:
     def _item(self, registration: Registration, entry: dict[str, Any] | None) -> dict[str, Any]:
         rules = self.queues.rules(registration.department_code)
         status, note = "open", ""
-        if registration.status is RegistrationStatus.CANCELLED:
-            status, note = "cancelled", "该号已退号"
-        elif registration.status is RegistrationStatus.UNPAID:
+        if registration.status in GONE:
+            status, note = "cancelled", "该号已退号" if registration.status is RegistrationStatus.CANCELLED else "该号未缴费，已释放"
+        elif registration.status in NOT_PAID_YET:
             status, note = "unpaid", "预约尚未取号，请先取号"
         elif entry and entry["state"] in ("waiting", "called"):
             status, note = "checked_in", "已报到"
@@ -79,9 +82,10 @@ class CheckInService:
                              if r.registration_no == registration_no), None)
         if registration is None:
             raise CheckInRefused("未找到您今天的这个挂号", "请核对挂号条，或到人工窗口办理", status=404)
-        if registration.status is RegistrationStatus.CANCELLED:
-            raise CheckInRefused("该号已退号，不能报到", TO_WINDOW)
-        if registration.status is RegistrationStatus.UNPAID:
+        if registration.status in GONE:
+            raise CheckInRefused("该号已退号，不能报到" if registration.status is RegistrationStatus.CANCELLED
+                                 else "该号未缴费，已释放，不能报到", TO_WINDOW)
+        if registration.status in NOT_PAID_YET:
             raise CheckInRefused("该预约尚未取号缴费，不能报到", "请先在本机“预约取号”，再来报到")
         rules = self.queues.rules(registration.department_code)
         queue_date = self.queues.today()
