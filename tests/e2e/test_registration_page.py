@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -160,6 +161,8 @@ def test_a_same_day_number_takes_five_taps_from_identified_to_the_printed_slip(p
     expect(page.get_by_test_id("reg-confirm-when")).to_contain_text("今天")
     expect(page.get_by_test_id("reg-confirm-when")).to_contain_text("上午")
     expect(page.get_by_test_id("reg-confirm-place")).to_have_text(department["location"])
+    expect(page.get_by_test_id("reg-confirm-fee")).to_have_text(f"¥{Decimal(slot['fee']):.2f}")
+    expect(page.get_by_test_id("reg-confirm-go")).to_be_enabled()  # after the ghost-tap pause
     shoot(page, "reg-confirm")
 
     # A double tap holds one number and opens one payment.
@@ -228,16 +231,18 @@ def test_backing_out_on_the_payment_screen_gives_the_number_back(page, stack, ki
     assert [p["job_id"] for p in printed(kiosk_url, "reg-")] == slips_before  # no slip for a number given back
 
 
-def shown_departments(page, kiosk_url: str, who: str, masked: str) -> list[str]:
-    """The department names the registration screen lists, for a patient identified afresh."""
+def shown_departments(page, kiosk_url: str, who: str, masked: str) -> tuple[list[str], bool]:
+    """The department names the registration screen lists for a patient identified afresh, and whether it
+    says it shows a draft (a preview kiosk)."""
     identify(page, kiosk_url, "id-card", who, masked)
     page.get_by_test_id("tile-register").click()
     expect(page.get_by_test_id("reg-departments")).to_be_visible(timeout=15_000)
     expect(page.get_by_test_id("reg-department").first).to_be_visible()
     names = page.get_by_test_id("reg-department").evaluate_all("els => els.map(e => e.dataset.name)")
+    preview = page.get_by_test_id("reg-preview").is_visible()
     page.get_by_test_id("patient-logout").click()
     expect(page.get_by_test_id("start")).to_be_visible(timeout=15_000)
-    return names
+    return names, preview
 
 
 def test_a_renamed_department_shows_on_a_preview_kiosk_and_elsewhere_only_once_published(page, stack, kiosk_url):
@@ -249,15 +254,15 @@ def test_a_renamed_department_shows_on_a_preview_kiosk_and_elsewhere_only_once_p
     try:
         # Only one outpatient kiosk in the stack: K001 is first a preview kiosk, then an ordinary one.
         departments.set_preview("it.wang", "K001", True)
-        names = shown_departments(page, kiosk_url, PATIENT, MASKED)
-        assert renamed in names and original["name"] not in names, names
+        names, preview = shown_departments(page, kiosk_url, PATIENT, MASKED)
+        assert renamed in names and original["name"] not in names and preview, names
         departments.set_preview("it.wang", "K001", False)
-        names = shown_departments(page, kiosk_url, PATIENT, MASKED)
-        assert original["name"] in names and renamed not in names, names
+        names, preview = shown_departments(page, kiosk_url, PATIENT, MASKED)
+        assert original["name"] in names and renamed not in names and not preview, names
 
         departments.publish("it.wang")
-        names = shown_departments(page, kiosk_url, PATIENT, MASKED)
-        assert renamed in names and original["name"] not in names, names
+        names, preview = shown_departments(page, kiosk_url, PATIENT, MASKED)
+        assert renamed in names and original["name"] not in names and not preview, names
     finally:
         departments.set_preview("it.wang", "K001", False)
         entry = next(e for e in departments.configuration(draft=True).entries if "0101" in e.his_codes)

@@ -380,6 +380,7 @@ export const REG = {
   chooseDate: "就诊日期",
   chooseDepartment: "请选择科室",
   departmentsLead: "点一下科室，即可查看医生和剩余号数。",
+  preview: "本机为预览终端：显示的是尚未发布的科室配置草稿。",
   noDepartments: "本机暂时没有可挂号的科室。",
   noDepartmentsNext: "请到人工窗口挂号，或按“呼叫工作人员”。",
   doctorsHeading: (department) => `${department} · 请选择医生和时段`,

@@ -167,7 +167,8 @@ export class RegistrationFlow {
     const host = loading(REG.loading);
     Promise.all([reg.dates(), reg.departments()]).then(([dates, tree]) => {
       if (gen !== this.gen) return;
-      this.swap(host, this.departmentsScreen((dates && dates.dates) || [], (tree && tree.groups) || []));
+      this.swap(host, this.departmentsScreen((dates && dates.dates) || [], (tree && tree.groups) || [],
+        Boolean(tree && tree.preview)));
     }, (err) => {
       if (gen !== this.gen || this.gone(err)) return;
       this.swap(host, this.problemScreen("reg-departments", REG.heading, err,
@@ -176,7 +177,8 @@ export class RegistrationFlow {
     return host;
   }
 
-  departmentsScreen(dates, groups) {
+  /** `preview`: a test kiosk showing the hospital's unpublished draft (tender #14) says so, for the staff trying it. */
+  departmentsScreen(dates, groups, preview) {
     this.dates = dates;
     if (!dates.some((d) => d.date === this.date)) this.date = dates.length ? dates[0].date : null;
     const shown = groups.filter((g) => (g.departments || []).length);
@@ -194,6 +196,7 @@ export class RegistrationFlow {
         h("p", { class: "exam-problem-next" }, `${T.nextStepLabel}${REG.noDepartmentsNext}`))];
     return h("section", { class: "screen reg-departments", dataset: { screen: "reg-departments", testid: "reg-departments" } },
       heading(REG.chooseDepartment),
+      preview ? h("p", { class: "reg-preview", dataset: { testid: "reg-preview" } }, REG.preview) : null,
       h("div", { class: "reg-date-bar" }, h("span", { class: "reg-date-label" }, REG.chooseDate), this.dateRow(dates)),
       h("p", { class: "lead" }, REG.departmentsLead),
       h("div", { class: "reg-groups" }, body));
@@ -382,7 +385,7 @@ export class RegistrationFlow {
       this.finished({ ...held.registration, ...after });
       return;
     }
-    this.app.announce(REG.released);
+    if (after) this.app.announce(REG.released);
     this.app.backTo("reg-doctors");
   }
 
@@ -426,15 +429,17 @@ export class RegistrationFlow {
         h("p", { class: "checkin-number-label" }, REG.yourNumber),
         h("p", { class: "checkin-number", dataset: { testid: "reg-number" } }, REG.queueNo(r.queue_no)),
         h("p", { class: "reg-go", dataset: { testid: "reg-go" } }, REG.goCheckIn),
+        status,
         h("dl", { class: "exam-facts reg-facts" },
           fact(REG.departmentLabel, r.department_name, "reg-result-department"),
           fact(REG.doctorLabel, [r.doctor_name, r.level_label].filter(Boolean).join(" · "), "reg-result-doctor"),
           fact(REG.whenLabel, when, "reg-result-when"),
           fact(REG.placeLabel, r.location, "reg-result-place")),
         h("p", { class: "reg-go-more" }, REG.goCheckInMore),
-        status, again, countdown,
-        h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "reg-finish" },
-          onclick: () => this.app.finish() }, REG.finish)));
+        h("div", { class: "reg-result-actions" }, again,
+          h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "reg-finish" },
+            onclick: () => this.app.finish() }, REG.finish)),
+        countdown));
     let left = RESULT_SECONDS;
     const tick = () => {
       left -= 1;
