@@ -438,8 +438,7 @@ export class RegistrationFlow {
         h("p", { class: "reg-go-more" }, REG.goCheckInMore),
         h("div", { class: "reg-result-actions" }, again,
           h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "reg-finish" },
-            onclick: () => this.app.finish() }, REG.finish)),
-        countdown));
+            onclick: () => this.app.finish() }, REG.finish), countdown)));
     let left = RESULT_SECONDS;
     const tick = () => {
       left -= 1;
