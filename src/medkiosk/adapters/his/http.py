@@ -167,6 +167,27 @@ class HisHttpAdapter:
                                payload={"idempotency_key": idempotency_key})
         return self._wire.parse("appointments.pick_up", Registration, body)
 
+    def swappable(self, patient_id: str) -> list[Registration]:
+        body = self._wire.call("registrations.swappable", "GET", f"/patients/{quote(patient_id, safe='')}/swappable")
+        return self._wire.parse("registrations.swappable", list[Registration], body, field="registrations")
+
+    def start_swap(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        body = self._wire.call("registrations.swap", "POST", f"/registrations/{quote(registration_no, safe='')}/swap",
+                               payload={"idempotency_key": idempotency_key})
+        return self._wire.parse("registrations.swap", Registration, body)
+
+    def release_swap(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        body = self._wire.call("registrations.swap_release", "POST",
+                               f"/registrations/{quote(registration_no, safe='')}/swap/release",
+                               payload={"idempotency_key": idempotency_key})
+        return self._wire.parse("registrations.swap_release", Registration, body)
+
+    def app_refunded(self, registration_no: str, *, idempotency_key: str, refund_no: str) -> Registration:
+        body = self._wire.call("registrations.app_refund", "POST",
+                               f"/registrations/{quote(registration_no, safe='')}/app-refund",
+                               payload={"idempotency_key": idempotency_key, "refund_no": refund_no})
+        return self._wire.parse("registrations.app_refund", Registration, body)
+
     def book_exam(self, order_no: str, appointment: ExamAppointment) -> ExamOrder:
         body = self._wire.call("exam_orders.book", "POST", f"/exam-orders/{quote(order_no, safe='')}/appointment",
                                payload=appointment.model_dump(mode="json"))

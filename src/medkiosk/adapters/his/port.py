@@ -460,12 +460,28 @@ class Registration(HisModel):
     app_trade_no: str | None = None
     """An appointment paid in the hospital app: the app's trade number."""
     app_paid_amount: Money | None = None
+    swap_visit_no: str | None = None
+    """A swap to insurance (换号) started: the new visit whose unpaid fee order pays the registration
+    again (settle and pay it like any bill); after the posting, ``visit_no`` and ``receipt_no`` are the swap's."""
+    swap_fee_order_no: str | None = None
+    swap_hold_until: dt.datetime | None = None
+    """While the swap waits for its posting: after this it lapses, the registration as it was."""
+    swapped_at: dt.datetime | None = None
+    """When the swap's posting paid the registration; the app payment is then to be refunded."""
+    app_refund_due: bool = False
+    """Swapped, and the HIS has not been told (``app_refunded``) that the app payment went back."""
+    app_refund_no: str | None = None
     cancel_reason: str | None = None
     cancelled_at: dt.datetime | None = None
 
     @property
     def paid_in_app(self) -> bool:
         return self.app_trade_no is not None
+
+    @property
+    def swapping(self) -> bool:
+        """A swap is started and waits for its posting."""
+        return self.swap_fee_order_no is not None and self.swapped_at is None
 
 
 class CheckInNotice(HisModel):
@@ -574,6 +590,31 @@ class HisPort(Protocol):
     def pick_up_appointment(self, registration_no: str, *, idempotency_key: str) -> Registration:
         """Pick up (取号) an appointment: paid in the app, it is ``registered`` at once; otherwise it is
         ``pending_payment`` with a fee order on ``visit_no``, confirmed by posting like a hold."""
+        ...
+
+    def swappable(self, patient_id: str) -> list[Registration]:
+        """The patient's registrations paid in the hospital app as self-pay that may be swapped for
+        insurance (换号): registered, not swapped, not checked in, half-day not over; earliest first."""
+        ...
+
+    def start_swap(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        """Start a swap: the registration keeps its doctor, half-day and number; its fee waits as an
+        unpaid order on a new visit (``swap_visit_no``) until ``swap_hold_until``. Posting that visit
+        completes the swap (``swapped_at``, ``receipt_no``, ``app_refund_due``). Refused:
+        ``not_swappable``, ``checked_in``, ``half_day_over``, ``swap_in_progress``. The same key
+        answers the registration as it is now."""
+        ...
+
+    def release_swap(self, registration_no: str, *, idempotency_key: str) -> Registration:
+        """Give up a swap not posted yet: its fee order is voided (a late posting is refused with
+        ``SWAP_RELEASED``), the registration as it was. Refused (``already_swapped``) once posted;
+        without a swap waiting it answers the registration as it is."""
+        ...
+
+    def app_refunded(self, registration_no: str, *, idempotency_key: str, refund_no: str) -> Registration:
+        """Tell the HIS the app payment of a swapped registration was refunded (``app_refund_due``
+        false, ``app_refund_no`` kept). Refused: ``no_app_refund_due``, ``app_refund_recorded``
+        (another refund number recorded); the same refund again is harmless."""
         ...
 
     def book_exam(self, order_no: str, appointment: ExamAppointment) -> ExamOrder:

@@ -96,6 +96,11 @@ class KeyBody(BaseModel):
     idempotency_key: Key
 
 
+class AppRefundBody(BaseModel):
+    idempotency_key: Key
+    refund_no: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class SimSettings(BaseModel):
     """The simulator's settings through ``/__sim__/settings`` (back to their defaults on reset)."""
 
@@ -346,6 +351,37 @@ def create_app(state: HisState | None = None, *, seed: int = DEFAULT_SEED) -> Fa
 
         return await control.operate("appointments.pick_up", {"registration_no": registration_no,
                                                               **body.model_dump()}, run)
+
+    @his.get("/patients/{patient_id}/swappable")
+    async def swappable(patient_id: str) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return {"registrations": [state.registration_json(r) for r in state.swappable(patient_id)]}
+
+        return await control.operate("registrations.swappable", {"patient_id": patient_id}, run)
+
+    @his.post("/registrations/{registration_no}/swap")
+    async def start_swap(registration_no: str, body: KeyBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return answer(*state.start_swap(registration_no, idempotency_key=body.idempotency_key), response)
+
+        return await control.operate("registrations.swap", {"registration_no": registration_no,
+                                                            **body.model_dump()}, run)
+
+    @his.post("/registrations/{registration_no}/swap/release")
+    async def release_swap(registration_no: str, body: KeyBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return answer(*state.release_swap(registration_no, idempotency_key=body.idempotency_key), response)
+
+        return await control.operate("registrations.swap_release", {"registration_no": registration_no,
+                                                                    **body.model_dump()}, run)
+
+    @his.post("/registrations/{registration_no}/app-refund")
+    async def app_refunded(registration_no: str, body: AppRefundBody, response: Response) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return answer(*state.app_refunded(registration_no, **body.model_dump()), response)
+
+        return await control.operate("registrations.app_refund", {"registration_no": registration_no,
+                                                                  **body.model_dump()}, run)
 
     @his.post("/check-ins", status_code=201)
     async def check_in(body: CheckInBody, response: Response) -> dict[str, Any]:

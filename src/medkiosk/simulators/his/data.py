@@ -21,6 +21,7 @@ from medkiosk.simulators.personas import PERSONAS, Persona
 DEFAULT_SEED = 20261120
 SCHEDULE_DAYS = 15  # today and the 14 days after it
 GENERATED_PATIENTS = 22
+HOSPITAL_TZ = ZoneInfo("Asia/Shanghai")  # the demo hospital's own time
 
 EXPERT_FEES = {"主任医师": Decimal("50.00"), "副主任医师": Decimal("30.00")}
 ORDINARY_FEE = Decimal("10.00")
@@ -231,6 +232,7 @@ def build_demo_hospital(*, today: dt.date, seed: int = DEFAULT_SEED) -> dict[str
     _few_numbers_left(schedules, today)
     registrations = _registrations(today, seed, patients, doctors)
     registrations += _appointments(today, doctors, schedules, first_number=len(registrations) + 1)
+    registrations += _swappable_registrations(today, doctors, schedules, first_number=len(registrations) + 1)
     return {
         "patients": patients,
         "departments": departments,
@@ -442,7 +444,7 @@ def _exam_order(order_no: str, patient_id: str, visit_no: str, exam_type: str, s
 
 def _reports(today: dt.date) -> list[dict[str, Any]]:
     """Every persona with a record: a ready blood count, a ready chest CT report, a lab report still pending."""
-    tz = ZoneInfo("Asia/Shanghai")  # the demo hospital's own time
+    tz = HOSPITAL_TZ
     yesterday = dt.datetime.combine(today - dt.timedelta(days=1), dt.time(15, 30), tzinfo=tz)
     records = []
     for number, persona in enumerate(persona_patients(), start=1):
@@ -588,9 +590,7 @@ def _appointments(today: dt.date, doctors: list[dict[str, Any]], schedules: list
         day = today + dt.timedelta(days=days)
         slot = next(s for s in schedules
                     if s["doctor_code"] == doctor_code and s["date"] == day and s["half_day"] == "am")
-        if slot["remaining"] == slot["total"]:
-            slot["remaining"] -= 1
-        queue_no = slot["total"] - slot["remaining"]
+        queue_no = _last_number_given(slot)
         start, end = registration_window("am", queue_no)
         fee = EXPERT_FEES.get(doctor["title"], ORDINARY_FEE)
         records.append({
@@ -602,3 +602,68 @@ def _appointments(today: dt.date, doctors: list[dict[str, Any]], schedules: list
             "app_paid_amount": fee if paid else None,
         })
     return records
+
+
+# Self-pay registrations paid in the hospital app that an insured patient may swap for insurance
+# at a kiosk (换号): (persona, ordinary doctor, days from today). Today's is in the afternoon on a
+# weekday (the morning at a weekend, when ordinary doctors hold no afternoon clinic); tomorrow's
+# in the morning. Their doctors are taken by no other demo record. The cross-region persona's is
+# tomorrow's only: its two registrations of today are the check-in (报到) demo's.
+SWAPPABLE_REGISTRATIONS = [
+    ("cross_province_filed", "D010202", 1), ("local_employee", "D010402", 0), ("local_employee", "D010402", 1),
+]
+APP_PAYMENT_HOUR = dt.time(20, 0)
+"""The demo's app payments were made the evening before ``today`` (so today's statement holds none)."""
+
+
+def _last_number_given(slot: dict[str, Any]) -> int:
+    """The last number given out of a schedule (one is given out first if none was)."""
+    if slot["remaining"] == slot["total"]:
+        slot["remaining"] -= 1
+    return slot["total"] - slot["remaining"]
+
+
+def _swappable_registrations(today: dt.date, doctors: list[dict[str, Any]], schedules: list[dict[str, Any]], *,
+                             first_number: int) -> list[dict[str, Any]]:
+    by_code = {d["code"]: d for d in doctors}
+    records = []
+    for number, (persona, doctor_code, days) in enumerate(SWAPPABLE_REGISTRATIONS, start=first_number):
+        doctor = by_code[doctor_code]
+        day = today + dt.timedelta(days=days)
+        slots = {s["half_day"]: s for s in schedules if s["doctor_code"] == doctor_code and s["date"] == day}
+        half_day = "pm" if days == 0 and "pm" in slots else "am"
+        slot = slots[half_day]
+        queue_no = _last_number_given(slot)
+        start, end = registration_window(half_day, queue_no)
+        fee = EXPERT_FEES.get(doctor["title"], ORDINARY_FEE)
+        records.append({
+            "registration_no": f"GH{today:%Y%m%d}{number:04d}", "patient_id": PERSONAS[persona].patient_id,
+            "date": day, "half_day": half_day, "department_code": doctor["department_code"],
+            "doctor_code": doctor_code, "level": doctor["level"], "queue_no": queue_no, "window_start": start,
+            "window_end": end, "fee": fee, "status": "registered", "source": "app",
+            "schedule_id": slot["schedule_id"], "app_trade_no": f"APP{today:%Y%m%d}{number:06d}",
+            "app_paid_amount": fee,
+        })
+    return records
+
+
+@dataclass(frozen=True)
+class AppPayment:
+    """A registration paid in the hospital app: a trade at the hospital's own payment merchant."""
+
+    out_trade_no: str
+    amount: Decimal
+    paid_at: dt.datetime
+    registration_no: str
+    patient_id: str
+
+
+def app_payments(*, today: dt.date, seed: int = DEFAULT_SEED) -> list[AppPayment]:
+    """Every app payment of the demo hospital built for ``today``: the payment simulator's demo
+    trades come from here, so the two simulators agree on each trade number and amount."""
+    registrations = build_demo_hospital(today=today, seed=seed)["registrations"]
+    evening = dt.datetime.combine(today - dt.timedelta(days=1), APP_PAYMENT_HOUR, tzinfo=HOSPITAL_TZ)
+    paid = [r for r in registrations if r.get("app_trade_no")]
+    return [AppPayment(out_trade_no=r["app_trade_no"], amount=r["app_paid_amount"],
+                       paid_at=evening + dt.timedelta(minutes=7 * index), registration_no=r["registration_no"],
+                       patient_id=r["patient_id"]) for index, r in enumerate(paid)]

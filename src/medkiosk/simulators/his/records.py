@@ -328,17 +328,39 @@ class RegistrationRecord(Record):
     """An appointment paid in the hospital app: the app's trade number (for a refund there)."""
     app_paid_amount: Money | None = None
     """An appointment paid in the hospital app: what the app charged."""
+    swap_visit_no: Code | None = None
+    """A swap to insurance (换号) started or done: the new visit whose fee order pays the registration again."""
+    swap_fee_order_no: Code | None = None
+    swap_hold_until: dt.datetime | None = None
+    """While a swap waits for its posting: after this it lapses and the registration is as it was."""
+    swapped_at: dt.datetime | None = None
+    """When the swap's posting paid the registration (``receipt_no``); the app payment is then owed back."""
+    app_refund_due: bool = False
+    """Swapped, and the kiosk has not yet told the HIS that the app payment was refunded."""
+    app_refund_no: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """The refund of the app payment, as the kiosk reported it."""
     idempotency_key: Key | None = None
     """The kiosk's key of the hold that created it."""
     pick_up_idempotency_key: Key | None = None
     release_idempotency_key: Key | None = None
     cancel_idempotency_key: Key | None = None
+    swap_idempotency_key: Key | None = None
+    """The key of the latest swap started (kept after it is released, so a late retry does not start another)."""
+    swap_release_idempotency_key: Key | None = None
+    app_refund_idempotency_key: Key | None = None
+    given_up_swap_orders: list[Code] = Field(default_factory=list)
+    """Fee orders of swaps released or lapsed: a late posting of one is refused as such."""
     cancel_reason: Annotated[str, Field(max_length=200)] | None = None
     cancelled_at: dt.datetime | None = None
 
     @property
     def paid_in_app(self) -> bool:
         return self.app_trade_no is not None
+
+    @property
+    def swapping(self) -> bool:
+        """A swap is started and waits for its posting."""
+        return self.swap_fee_order_no is not None and self.swapped_at is None
 
     @model_validator(mode="after")
     def _window_in_order(self) -> "RegistrationRecord":
@@ -353,6 +375,18 @@ class RegistrationRecord(Record):
             raise ValueError("a pending_payment registration has hold_until, visit_no and fee_order_no")
         if self.status is RegistrationStatus.BOOKED and self.source not in ("app", "phone"):
             raise ValueError("a booked appointment comes from the app or by phone")
+        if (self.swap_visit_no is None) != (self.swap_fee_order_no is None):
+            raise ValueError("swap_visit_no and swap_fee_order_no come together")
+        if self.swap_fee_order_no is not None and self.app_trade_no is None:
+            raise ValueError("only a registration paid in the app is swapped")
+        if self.swapping and self.swap_hold_until is None:
+            raise ValueError("a swap waiting for its posting has swap_hold_until")
+        if self.swapped_at is not None and (self.swap_fee_order_no is None or self.receipt_no is None):
+            raise ValueError("a swapped registration has its swap_fee_order_no and the receipt_no that paid it")
+        if self.app_refund_due and self.swapped_at is None:
+            raise ValueError("app_refund_due is for a swapped registration")
+        if self.app_refund_due and self.app_refund_no is not None:
+            raise ValueError("app_refund_no is recorded once the app refund is no longer due")
         return self
 
 

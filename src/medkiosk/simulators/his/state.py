@@ -75,10 +75,12 @@ HOLDING_STATUSES = frozenset({RegistrationStatus.REGISTERED, RegistrationStatus.
                               RegistrationStatus.PENDING_PAYMENT})
 # The kiosk's keys stay in the HIS; replies leave them out.
 _REGISTRATION_PRIVATE = {"idempotency_key", "pick_up_idempotency_key", "release_idempotency_key",
-                         "cancel_idempotency_key"}
+                         "cancel_idempotency_key", "swap_idempotency_key", "swap_release_idempotency_key",
+                         "app_refund_idempotency_key", "given_up_swap_orders"}
 # Magic input: a registration whose number ends with REFUSED_VISIT_SUFFIX cannot be cancelled at a kiosk.
 REFUSED_CANCEL_MESSAGE = "该号不支持自助退号，请到挂号窗口办理"
 RELEASED_POSTING_MESSAGE = "该挂号已超时或已取消，号源已释放，本次缴费不能入账，款项将原路退回"
+SWAP_RELEASED_MESSAGE = "本次换号已超时或已撤销，原挂号保持不变，本次缴费不能入账，款项将原路退回"
 
 
 class HisState:
@@ -637,6 +639,8 @@ class HisState:
                 return registration, True
             if registration.status is not RegistrationStatus.REGISTERED:
                 raise Conflict("该号尚未缴费挂号，不能退号", code="not_registered")
+            if registration.swapping:
+                raise Conflict("该号正在办理换号，请完成或撤销换号后再退号", code="swap_in_progress")
             if any(c.kind is CheckInKind.REGISTRATION and c.reference == registration_no
                    for c in self._data["check_ins"]):
                 raise Conflict("该号已报到，不能退号，请到挂号窗口办理", code="checked_in")
@@ -695,6 +699,112 @@ class HisState:
                           "registrations": self._with_registration(picked)}
             return picked, False
 
+    # -- swapping a registration paid in the app for an insurance one (换号) -----------------------------
+    def swappable(self, patient_id: str) -> list[RegistrationRecord]:
+        """The patient's registrations paid in the app as self-pay, not swapped, not checked in, whose
+        half-day has not ended (a swap in progress included), earliest first."""
+        with self._lock:
+            self._expire_holds()
+            self._patient(patient_id)
+            now, today = self._local_now(), self.today
+            found = [r for r in self._data["registrations"] if r.patient_id == patient_id
+                     and r.status is RegistrationStatus.REGISTERED and r.paid_in_app and r.swapped_at is None
+                     and r.date >= today and now < half_day_end(r.date, r.half_day)
+                     and not self._checked_in(r.registration_no)]
+        return sorted(found, key=lambda r: (r.date, r.half_day != HalfDay.AM, r.queue_no, r.registration_no))
+
+    def start_swap(self, registration_no: str, *, idempotency_key: str) -> tuple[RegistrationRecord, bool]:
+        """Start a swap: the registration keeps its number; its fee, as an unpaid order on a new visit,
+        waits until ``swap_hold_until`` for a posting; ``(registration, replayed)``.
+
+        The same key answers the registration as it is now (swapping, swapped, or given up)."""
+        with self._lock:
+            self._expire_holds()
+            other = next((r for r in self._data["registrations"] if r.swap_idempotency_key == idempotency_key), None)
+            if other is not None and other.registration_no != registration_no:
+                raise Conflict("该幂等键已用于另一次换号，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+            registration = self._registration(registration_no)
+            if other is not None:
+                return registration, True
+            if (registration.status is not RegistrationStatus.REGISTERED or not registration.paid_in_app
+                    or registration.swapped_at is not None):
+                raise Conflict("该号不是在医院APP自费缴费的有效挂号，或已换过号，不能换号", code="not_swappable")
+            if self._checked_in(registration_no):
+                raise Conflict("该号已报到，不能换号，请到挂号窗口办理", code="checked_in")
+            if self._local_now() >= half_day_end(registration.date, registration.half_day):
+                raise Conflict("该号的就诊时段已结束，不能换号", code="half_day_over")
+            if registration.swapping:
+                raise Conflict("该号正在办理换号，请完成缴费或稍后再试", code="swap_in_progress")
+            order = self._fee_order(registration.patient_id, registration.date, registration.department_code,
+                                    registration.doctor_code, registration.fee)
+            swapping = registration.model_copy(update={
+                "swap_visit_no": order.visit_no, "swap_fee_order_no": order.order_no,
+                "swap_hold_until": self._hold_until(), "swap_idempotency_key": idempotency_key})
+            self._data = {**self._data, "orders": [*self._data["orders"], order],
+                          "registrations": self._with_registration(swapping)}
+            return swapping, False
+
+    def release_swap(self, registration_no: str, *, idempotency_key: str) -> tuple[RegistrationRecord, bool]:
+        """Give up a swap not posted yet: its fee order voided, the registration as it was;
+        ``(registration, replayed)``. Without a swap waiting it answers as it is, whatever the key."""
+        with self._lock:
+            self._expire_holds()
+            other = next((r for r in self._data["registrations"]
+                          if r.swap_release_idempotency_key == idempotency_key), None)
+            if other is not None and other.registration_no != registration_no:
+                raise Conflict("该幂等键已用于另一次撤销换号，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+            registration = self._registration(registration_no)
+            if other is not None:
+                return registration, True
+            if registration.swapping:
+                return self._give_up_swap(registration, idempotency_key), False
+            if registration.swapped_at is not None:
+                raise Conflict("该号已换为医保挂号，不能撤销换号；如需退号请办理退号", code="already_swapped")
+            return registration, True
+
+    def app_refunded(self, registration_no: str, *, idempotency_key: str,
+                     refund_no: str) -> tuple[RegistrationRecord, bool]:
+        """Record that the app payment of a swapped registration was refunded; ``(registration, replayed)``."""
+        with self._lock:
+            other = next((r for r in self._data["registrations"]
+                          if r.app_refund_idempotency_key == idempotency_key), None)
+            if other is not None and other.registration_no != registration_no:
+                raise Conflict("该幂等键已用于另一笔APP退款登记，请勿更改后重复提交", code="IDEMPOTENCY_CONFLICT")
+            registration = self._registration(registration_no)
+            if registration.app_refund_no is not None:
+                if registration.app_refund_no != refund_no:
+                    raise Conflict("该号的APP退款已登记为另一笔退款", code="app_refund_recorded")
+                return registration, True
+            if not registration.app_refund_due:
+                raise Conflict("该号没有待退的APP缴费", code="no_app_refund_due")
+            refunded = registration.model_copy(update={"app_refund_due": False, "app_refund_no": refund_no,
+                                                       "app_refund_idempotency_key": idempotency_key})
+            self._data = {**self._data, "registrations": self._with_registration(refunded)}
+            return refunded, False
+
+    def _swapped(self, registration: RegistrationRecord, receipt_no: str) -> RegistrationRecord:
+        """The registration paid by the swap's posting: its fee order is now the swap's (a cancel cancels
+        that posting), and the app payment is owed back."""
+        return registration.model_copy(update={
+            "receipt_no": receipt_no, "visit_no": registration.swap_visit_no,
+            "fee_order_no": registration.swap_fee_order_no, "swap_hold_until": None, "swapped_at": self.now(),
+            "app_refund_due": True})
+
+    def _give_up_swap(self, registration: RegistrationRecord, idempotency_key: str | None) -> RegistrationRecord:
+        """Void a waiting swap's fee order; the registration reads as before it. Caller holds the lock."""
+        assert registration.swap_fee_order_no is not None
+        voided = self._with_order_status({registration.swap_fee_order_no}, OrderStatus.VOIDED)
+        given_up = registration.model_copy(update={
+            "swap_visit_no": None, "swap_fee_order_no": None, "swap_hold_until": None,
+            "swap_release_idempotency_key": idempotency_key or registration.swap_release_idempotency_key,
+            "given_up_swap_orders": [*registration.given_up_swap_orders, registration.swap_fee_order_no]})
+        self._data = {**self._data, **voided, "registrations": self._with_registration(given_up)}
+        return given_up
+
+    def _checked_in(self, registration_no: str) -> bool:
+        return any(c.kind is CheckInKind.REGISTRATION and c.reference == registration_no
+                   for c in self._data["check_ins"])
+
     def _registration(self, registration_no: str) -> RegistrationRecord:
         for registration in self._data["registrations"]:
             if registration.registration_no == registration_no:
@@ -711,6 +821,9 @@ class HisState:
         for registration in [r for r in self._data["registrations"]
                              if r.status is RegistrationStatus.PENDING_PAYMENT and _aware(r.hold_until) <= now]:
             self._release(registration, None)
+        for registration in [r for r in self._data["registrations"]
+                             if r.swapping and _aware(r.swap_hold_until) <= now]:
+            self._give_up_swap(registration, None)
 
     def _release(self, registration: RegistrationRecord, idempotency_key: str | None) -> RegistrationRecord:
         """Void the hold's fee order; a kiosk hold gives its number back, a picked-up appointment is
@@ -807,7 +920,10 @@ class HisState:
             paid = [o.order_no for o in chosen if o.status is OrderStatus.PAID]
             if paid:
                 raise Conflict(f"处方单 {'、'.join(paid)} 已缴费，请勿重复缴费", code="ORDER_PAID")
-            if any(o.status is OrderStatus.VOIDED for o in chosen):
+            voided = {o.order_no for o in chosen if o.status is OrderStatus.VOIDED}
+            if voided & {n for r in self._data["registrations"] for n in r.given_up_swap_orders}:
+                raise Conflict(SWAP_RELEASED_MESSAGE, code="SWAP_RELEASED")
+            if voided:
                 raise Conflict(RELEASED_POSTING_MESSAGE, code="REGISTRATION_RELEASED")
             items = [PaidItemRecord(order_no=o.order_no, **i.model_dump()) for o in chosen for i in o.items]
             due = sum((i.amount for i in items), Decimal("0.00"))  # type: ignore[misc]
@@ -817,10 +933,13 @@ class HisState:
             now = _now()
             payment = PaymentRecord(receipt_no=self._next_receipt_no(now), idempotency_key=idempotency_key,
                                     order_nos=order_nos, posted_at=now, items=items, **posting)
-            # Paying a held number's fee confirms the registration, in the same change.
+            # Paying a held number's fee confirms the registration, and paying a swap's fee completes
+            # the swap (the app payment is then owed back), in the same change.
             registrations = [r.model_copy(update={"status": RegistrationStatus.REGISTERED,
                                                   "receipt_no": payment.receipt_no})
-                             if r.status is RegistrationStatus.PENDING_PAYMENT and r.fee_order_no in order_nos else r
+                             if r.status is RegistrationStatus.PENDING_PAYMENT and r.fee_order_no in order_nos
+                             else self._swapped(r, payment.receipt_no)
+                             if r.swapping and r.swap_fee_order_no in order_nos else r
                              for r in self._data["registrations"]]
             self._data = {**self._data, "payments": [*self._data["payments"], payment],
                           **self._with_order_status(set(order_nos), OrderStatus.PAID), "registrations": registrations}
@@ -965,6 +1084,8 @@ def _check_integrity(data: Data) -> None:
     _unique(registrations, lambda r: (r.doctor_code, r.date.isoformat(), r.half_day.value, r.queue_no)
             if r.status in HOLDING_STATUSES else None, "doctor/date/half_day queue_no")
     _unique(registrations, lambda r: r.idempotency_key, "registration idempotency_key")
+    _unique(registrations, lambda r: r.swap_idempotency_key, "registration swap_idempotency_key")
+    _unique(registrations, lambda r: r.app_refund_idempotency_key, "registration app_refund_idempotency_key")
     _unique(check_ins, lambda c: c.idempotency_key, "check-in idempotency_key")
     _unique(check_ins, lambda c: (c.kind.value, c.reference), "check-in of one reference")
     _unique(payments, lambda p: p.receipt_no, "receipt_no")
