@@ -98,8 +98,9 @@ def refund_reply(refund: RefundRecord) -> dict[str, Any]:
 
 
 def create_app(state: PaymentState | None = None, *, seed: int | None = None) -> FastAPI:
-    """The simulator as an ASGI app over ``state`` (default: an empty merchant 1900000109)."""
-    state = state if state is not None else PaymentState()
+    """The simulator as an ASGI app over ``state`` (default: merchant 1900000109 holding the hospital
+    app's trades of the demo HIS, built from ``seed`` when given)."""
+    state = state if state is not None else PaymentState(demo=True, **({"demo_seed": seed} if seed else {}))
     control = SimulatorControl("payment", state, seed=seed)
     notifications: deque[dict[str, Any]] = deque(maxlen=1000)
     pending_notifications: set[asyncio.Task[None]] = set()

@@ -45,11 +45,13 @@ class OrderKind(StrEnum):
     """A QR order (Native pay): the kiosk shows a code, the patient scans it with the phone."""
     CODE = "code"
     """A payment-code charge (Micropay): the kiosk scans the code shown on the patient's phone."""
+    APP = "app"
+    """A payment in the hospital's own app (JSAPI), e.g. a registration paid ahead; the kiosk may refund it."""
 
     @property
     def trade_type(self) -> str:
         """The name the statement gives the kind of trade."""
-        return "NATIVE" if self is OrderKind.QR else "MICROPAY"
+        return {OrderKind.QR: "NATIVE", OrderKind.CODE: "MICROPAY", OrderKind.APP: "JSAPI"}[self]
 
 
 class Pending(StrEnum):

@@ -1,7 +1,8 @@
 """The payment simulator's memory and rules: orders, refunds and a clock, behind one lock.
 
 It implements the ``SimulatorState`` protocol of :mod:`medkiosk.simulators.control` (collections
-``orders`` and ``refunds``). Every transition happens here, under the lock, so a rule (an order
+``orders`` and ``refunds``). With ``demo`` it starts (and resets) holding the hospital app's trades
+of the demo HIS's registrations, so a swap (换号) at a kiosk can refund them. Every transition happens here, under the lock, so a rule (an order
 is paid once, refunds never exceed what was paid) holds however the routes interleave. The clock
 can be moved forward so QR orders expire without a test waiting.
 """
@@ -20,6 +21,8 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from medkiosk.adapters.payment.port import PAID_STATES, PaymentChannel, RefundState, TradeState
+from medkiosk.simulators.his.data import DEFAULT_SEED as HIS_SEED
+from medkiosk.simulators.his.data import app_payments
 from medkiosk.simulators.payment.records import (
     CHINA_TZ,
     OrderKind,
@@ -29,6 +32,7 @@ from medkiosk.simulators.payment.records import (
     mask_code,
 )
 from medkiosk.simulators.payment.statement import REFUND, TRADE, StatementLine, fee_of, render_statement
+from medkiosk.simulators.personas import HOSPITAL_NAME
 
 DEFAULT_MERCHANT_ID = "1900000109"
 DEFAULT_FEE_RATE = Decimal("0.006")
@@ -96,10 +100,16 @@ class PaymentState:
     collections = COLLECTIONS
 
     def __init__(self, *, merchant_id: str = DEFAULT_MERCHANT_ID, fee_rate: Decimal = DEFAULT_FEE_RATE,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, demo: bool = False, demo_today: dt.date | None = None,
+                 demo_seed: int = HIS_SEED) -> None:
+        """``demo``: hold the app trades of the demo HIS built for ``demo_today`` from ``demo_seed``
+        (default: the HIS simulator's own defaults, today being the local date as the HIS reads it)."""
         self.merchant_id = merchant_id
         self.fee_rate = fee_rate
         self._clock = clock
+        self.demo = demo
+        self._demo_today = demo_today
+        self._demo_seed = demo_seed
         self._lock = threading.RLock()
         self.reset()
 
@@ -133,6 +143,16 @@ class PaymentState:
             self._ids: set[str] = set()
             self._offset = 0.0
             self._sequence = itertools.count(1)
+            if self.demo:
+                self.load({"orders": self._app_trades()})
+
+    def _app_trades(self) -> list[dict[str, Any]]:
+        """The hospital app's trades: every registration of the demo HIS paid in the app."""
+        today = self._demo_today or dt.date.today()
+        return [{"out_trade_no": p.out_trade_no, "kind": OrderKind.APP, "amount": p.amount,
+                 "description": f"{HOSPITAL_NAME}预约挂号", "state": TradeState.SUCCESS,
+                 "channel": PaymentChannel.WECHAT, "created_at": p.paid_at, "paid_at": p.paid_at}
+                for p in app_payments(today=today, seed=self._demo_seed)]
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
