@@ -231,6 +231,53 @@ def test_backing_out_on_the_payment_screen_gives_the_number_back(page, stack, ki
     assert [p["job_id"] for p in printed(kiosk_url, "reg-")] == slips_before  # no slip for a number given back
 
 
+def test_a_hold_the_his_cannot_make_says_what_to_do_and_the_patient_can_choose_again(page, stack, kiosk_url,
+                                                                                      day_d, problems):
+    department, slot = a_morning_with_numbers(stack, kiosk_url, day_d)
+    before = remaining(stack, slot["schedule_id"], day_d)
+    identify(page, kiosk_url, "id-card", PATIENT, MASKED)
+    page.get_by_test_id("tile-register").click()
+    department_button(page, department["name"]).click()
+    half_day(page, slot).click(timeout=15_000)
+    # The HIS fails the hold while the patient reads the confirm screen.
+    fault = {"operation": "registrations.hold", "kind": "error", "count": 1}
+    httpx.post(f"{stack.his.url}/__sim__/faults", json=fault, timeout=10).raise_for_status()
+    try:
+        page.get_by_test_id("reg-confirm-go").click()
+        expect(page.get_by_test_id("reg-error")).to_be_visible(timeout=15_000)
+    finally:
+        httpx.delete(f"{stack.his.url}/__sim__/faults", timeout=10)
+    problems.forgive("503")  # the service's refusal, as the browser logs any error status
+    expect(page.get_by_test_id("reg-error-message")).to_have_text("暂时无法挂号，请稍后再试。")
+    expect(page.get_by_test_id("reg-error-next")).to_have_text("请您：请到人工窗口办理")
+    expect(page.get_by_test_id("reg-confirm-go")).to_be_enabled()
+    shoot(page, "reg-refused")
+    assert remaining(stack, slot["schedule_id"], day_d) == before
+
+    page.get_by_test_id("reg-choose-again").click()
+    expect(page.get_by_test_id("reg-doctors")).to_be_visible()
+    expect(half_day(page, slot)).to_contain_text(f"剩余 {before} 个", timeout=15_000)
+
+
+def test_the_registration_screens_fit_every_screen_shape_in_large_text(page, stack, kiosk_url, day_d):
+    department, slot = a_morning_with_numbers(stack, kiosk_url, day_d)
+    identify(page, kiosk_url, "id-card", PATIENT, MASKED)
+    page.get_by_test_id("nav-large-text").click()
+    page.get_by_test_id("tile-register").click()
+    expect(department_button(page, department["name"])).to_be_visible(timeout=15_000)
+    for width, height in ((1080, 1920), (1280, 1024), (1920, 1080)):
+        page.set_viewport_size({"width": width, "height": height})
+        assert_targets_and_fit(page)
+    shoot(page, "reg-departments-large-text")
+    department_button(page, department["name"]).click()
+    expect(half_day(page, slot)).to_be_enabled(timeout=15_000)
+    for width, height in ((1080, 1920), (1280, 1024), (1920, 1080)):
+        page.set_viewport_size({"width": width, "height": height})
+        assert_targets_and_fit(page)
+    page.set_viewport_size({"width": 1080, "height": 1920})
+    shoot(page, "reg-doctors-portrait-large-text")
+
+
 def shown_departments(page, kiosk_url: str, who: str, masked: str) -> tuple[list[str], bool]:
     """The department names the registration screen lists for a patient identified afresh, and whether it
     says it shows a draft (a preview kiosk)."""

@@ -292,6 +292,8 @@ export class RegistrationFlow {
         again.disabled = false;
         status.textContent = "";
         box.show(err.message, err.nextStep);
+        box.node.scrollIntoView({ block: "nearest" });
+        this.app.say(`${err.message || ""}${err.nextStep || ""}`);
         return;
       }
       if (gen !== this.gen) {
