@@ -185,12 +185,13 @@ export class RegistrationFlow {
     const day = () => dates.find((d) => d.date === this.date);
     const body = shown.length
       ? shown.map((g) => h("section", { class: "reg-group", dataset: { testid: "reg-group" } },
-        h("h2", { class: "section-title reg-group-name" }, g.name),
-        h("div", { class: "reg-department-grid", role: "list" }, g.departments.map((d) => h("button", {
-          type: "button", role: "listitem", class: "reg-department", dataset: { testid: "reg-department", name: d.name },
-          onclick: () => { if (day()) this.app.show("reg-doctors", { department: d, date: day() }); },
-        }, h("span", { class: "reg-department-name" }, d.name),
-        d.location ? h("span", { class: "reg-department-place" }, d.location) : null)))))
+        g.name ? h("h2", { class: "section-title reg-group-name" }, g.name) : null,
+        h("div", { class: "reg-department-grid", role: "list" }, g.departments.map((d) => h("div", { role: "listitem" },
+          h("button", {
+            type: "button", class: "reg-department", dataset: { testid: "reg-department", name: d.name },
+            onclick: () => { if (day()) this.app.show("reg-doctors", { department: d, date: day() }); },
+          }, h("span", { class: "reg-department-name" }, d.name),
+          d.location ? h("span", { class: "reg-department-place" }, d.location) : null))))))
       : [h("div", { class: "exam-problem", role: "alert", dataset: { testid: "reg-no-departments" } },
         h("p", { class: "exam-problem-message" }, REG.noDepartments),
         h("p", { class: "exam-problem-next" }, `${T.nextStepLabel}${REG.noDepartmentsNext}`))];
