@@ -436,3 +436,89 @@ def test_a_cancellation_whose_refund_cannot_start_now_is_finished_by_the_sweep(w
     assert [r.state for r in world.rows()] == ["cancelled"]
     after = world.kiosk.get(f"/api/kiosk/payments/{order['order_no']}")
     assert after["state"] == "refunded" and after["refunded_amount"] == slot["fee"]
+
+
+# -- the swap to insurance (换号) -------------------------------------------------------------------------
+def swappable_tomorrow(world, persona: str) -> dict:
+    tomorrow = world.his_tomorrow().isoformat()
+    listed = world.kiosk.get("/api/kiosk/registrations/swappable")
+    assert listed["insurance_available"]
+    return next(r for r in listed["registrations"] if r["date"] == tomorrow)
+
+
+def app_refund(world, registration_no: str):
+    return world.container.channel.query_refund(f"{registration_no}SW")
+
+
+def test_a_cross_province_patient_swaps_an_app_paid_registration_to_insurance_keeping_the_number(world):
+    kiosk = world.kiosk
+    kiosk.insert_insurance_card("cross_province_filed")
+    app_paid = swappable_tomorrow(world, "cross_province_filed")
+    before = world.his_registration(app_paid["registration_no"])
+    swapped = kiosk.post(f"/api/kiosk/registrations/swappable/{app_paid['registration_no']}/swap")
+    order = swapped["payment"]
+    assert order["mode"] == "insurance" and order["cross_region_notice"].startswith("异地医保")
+    if order["state"] != "completed":
+        kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+        world.phone_pays(order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    done = kiosk.get(f"/api/kiosk/registrations/{app_paid['registration_no']}")["registration"]
+    assert done["state"] == "registered" and done["queue_no"] == app_paid["queue_no"] == before["queue_no"]
+    after = world.his_registration(app_paid["registration_no"])
+    assert (after["doctor_code"], after["schedule_id"], after["queue_no"]) == (
+        before["doctor_code"], before["schedule_id"], before["queue_no"])
+    assert after["swapped_at"] and after["app_refund_due"] is False and after["app_refund_no"]
+    refund = app_refund(world, app_paid["registration_no"])
+    assert refund.state == "SUCCESS" and refund.refund_amount == Decimal(app_paid["app_paid_amount"])
+    assert refund.out_trade_no == before["app_trade_no"]
+    text, _ = slip_text(kiosk, app_paid["registration_no"])
+    assert f"序号：{app_paid['queue_no']}" in text and "异地医保" in text
+
+
+def test_a_swap_given_up_leaves_the_app_paid_registration_as_it_was(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    booked = an_appointment(world, "local_resident", day, paid_in_app=True)  # no account balance: cash to pay
+    assert world.his("POST", "/__sim__/data/registrations", json=[{
+        **booked, "registration_no": "GHAPPSWAP1", "status": "registered", "queue_no": booked["queue_no"] + 1,
+        "app_trade_no": "APPSWAP000001"}]).status_code == 200
+    kiosk.insert_insurance_card("local_resident")
+    app_paid = swappable_tomorrow(world, "local_resident")
+    swapped = kiosk.post(f"/api/kiosk/registrations/swappable/{app_paid['registration_no']}/swap")
+    assert swapped["payment"]["state"] == "presettled" and Decimal(swapped["payment"]["split"]["cash"]) > 0
+    kiosk.post(f"/api/kiosk/payments/{swapped['payment']['order_no']}/pay", {"method": "qr"})
+    released = kiosk.post(f"/api/kiosk/registrations/{app_paid['registration_no']}/release")
+    assert released["registration"]["state"] == "released"
+    after = world.his_registration(app_paid["registration_no"])
+    assert after["status"] == "registered" and after["queue_no"] == app_paid["queue_no"]
+    assert not after.get("swapped_at") and not after.get("swap_visit_no")
+    assert app_refund(world, app_paid["registration_no"]) is None  # the app payment stands
+    assert kiosk.get(f"/api/kiosk/payments/{swapped['payment']['order_no']}")["paid_amount"] == "0.00"
+
+
+def test_an_app_refund_the_channel_fails_is_retried_by_the_sweep_until_it_is_done(world):
+    kiosk = world.kiosk
+    kiosk.insert_insurance_card("local_employee")
+    app_paid = swappable_tomorrow(world, "local_employee")
+    assert httpx.post(f"{world.sims['payment']}/__sim__/faults", json={
+        "operation": "refund.create", "kind": "error", "status": 503, "count": 2}).status_code == 200
+    swapped = kiosk.post(f"/api/kiosk/registrations/swappable/{app_paid['registration_no']}/swap")
+    order = swapped["payment"]
+    if order["state"] != "completed":
+        kiosk.post(f"/api/kiosk/payments/{order['order_no']}/pay", {"method": "qr"})
+        world.phone_pays(order)
+    assert kiosk.get(f"/api/kiosk/payments/{order['order_no']}")["state"] == "completed"
+    waiting = kiosk.get(f"/api/kiosk/registrations/{app_paid['registration_no']}")["registration"]
+    assert waiting["state"] == "refunding_app" and app_refund(world, app_paid["registration_no"]) is None
+    registrations_of(world.container).release_abandoned()  # the sweep: the channel answers now
+    assert [r.state for r in world.rows()] == ["registered"]
+    assert app_refund(world, app_paid["registration_no"]).state == "SUCCESS"
+    assert world.his_registration(app_paid["registration_no"])["app_refund_due"] is False
+
+
+def test_a_patient_identified_without_insurance_is_told_how_to_swap(world):
+    world.kiosk.place_id_card("self_pay")
+    listed = world.kiosk.get("/api/kiosk/registrations/swappable")
+    assert listed == {"registrations": [], "insurance_available": False,
+                      "note": "换成医保挂号需要先用医保卡或医保电子凭证识别身份。"}
+    refused = world.kiosk.post("/api/kiosk/registrations/swappable/GH1/swap", expect=422)
+    assert refused["next_step"] == "请插医保卡或出示医保电子凭证后再试"

@@ -71,6 +71,18 @@ def pick_up(registration_no: RegistrationNo, device: Device, services: Services,
     return guard(lambda: registrations_of(services).pick_up(device, registration_no, body.mode if body else None))
 
 
+@router.get("/swappable")
+def swappable(device: Device, services: Services) -> dict[str, Any]:
+    """Registrations paid in the hospital app as self-pay, which an insured patient can swap to insurance."""
+    return guard(lambda: registrations_of(services).swappable(device))
+
+
+@router.post("/swappable/{registration_no}/swap")
+def swap(registration_no: RegistrationNo, device: Device, services: Services) -> dict[str, Any]:
+    """换号: the same doctor, half-day and number paid with insurance; the app payment refunded after."""
+    return guard(lambda: registrations_of(services).swap(device, registration_no))
+
+
 @router.get("/today")
 def today(device: Device, services: Services) -> dict[str, Any]:
     """Today's registrations (kiosk, window or app), each with whether its slip can be reprinted."""

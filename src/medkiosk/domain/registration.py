@@ -39,6 +39,8 @@ class RegistrationState(StrEnum):
     """The payment was abandoned, refused or expired: the number went back on sale, nothing was kept."""
     REFUSED = "refused"
     """The HIS refused the hold (the number was gone): nothing was held, nothing paid."""
+    REFUNDING_APP = "refunding_app"
+    """Swapped to insurance (换号) and registered; the app's payment is being refunded, retried until it is."""
     CANCELLING = "cancelling"
     """Cancelled (退号) in the HIS, its number back on sale; the fee is owed back and not yet on its way."""
     CANCELLED = "cancelled"

@@ -64,7 +64,7 @@ class RegistrationRefused(Exception):
 
 class RegistrationService:
     def __init__(self, uow_factory, clock: Clock, sessions: SessionService, his: HisPort, payments: PaymentEngine,
-                 rules: RegistrationRules, *, hospital_name: str, departments=None) -> None:
+                 rules: RegistrationRules, *, hospital_name: str, channel=None) -> None:
         self._uow = uow_factory
         self._clock = clock
         self._sessions = sessions
@@ -72,7 +72,7 @@ class RegistrationService:
         self._payments = payments
         self.rules = rules
         self._hospital_name = hospital_name
-        self._departments = departments
+        self._channel = channel  # the app's payments are the hospital merchant's: refunded there (换号)
 
     # -- what can be registered -------------------------------------------------------------------
     def dates(self) -> dict[str, Any]:
@@ -176,23 +176,28 @@ class RegistrationService:
 
     def _follow(self, device: AuthenticatedDevice | None, row: KioskRegistration) -> KioskRegistration:
         """Bring the row up to its payment: completed → registered; ended unpaid → released."""
+        if row.state == RegistrationState.REFUNDING_APP.value:
+            return self._refund_app(row)
         if row.state != RegistrationState.HELD.value or row.order_no is None:
             return row
         order = self._payments.view(device, row.order_no)
         state = PaymentState(order["state"])
         if state is PaymentState.COMPLETED:
             split = order.get("split") or {}
-            return self._set(row.id, state=RegistrationState.REGISTERED.value,
-                             details={**row.details, "split": split, "receipt_no": order.get("receipt_no"),
-                                      "cross_region_notice": order.get("cross_region_notice", "")})
+            swapped = row.kind == "swap"
+            row = self._set(row.id, state=(RegistrationState.REFUNDING_APP if swapped else RegistrationState.REGISTERED).value,
+                            details={**row.details, "split": split, "receipt_no": order.get("receipt_no"),
+                                     "cross_region_notice": order.get("cross_region_notice", "")})
+            return self._refund_app(row) if swapped else row
         if state.terminal:
             return self._release(row, reason=f"payment {state.value}")
         return row
 
     def _release(self, row: KioskRegistration, *, reason: str) -> KioskRegistration:
         if row.registration_no is not None:
+            release = self._his.release_swap if row.kind == "swap" else self._his.release_registration
             try:
-                self._his.release_registration(row.registration_no, idempotency_key=f"{row.idempotency_key}-R")
+                release(row.registration_no, idempotency_key=f"{row.idempotency_key}-R"[:64])
             except UpstreamRefused as exc:
                 log.info("registration.release_refused", registration_no=row.registration_no, code=exc.code)
             except UpstreamError as exc:
@@ -208,7 +213,8 @@ class RegistrationService:
         how many numbers it released."""
         with self._uow() as uow:
             rows = list(uow.session.scalars(select(KioskRegistration).where(
-                KioskRegistration.state.in_([RegistrationState.HELD.value, RegistrationState.CANCELLING.value]),
+                KioskRegistration.state.in_([RegistrationState.HELD.value, RegistrationState.CANCELLING.value,
+                                             RegistrationState.REFUNDING_APP.value]),
                 KioskRegistration.order_no.is_not(None))))
             uow.session.expunge_all()
         released = 0
@@ -263,6 +269,100 @@ class RegistrationService:
 
     def _payment_of(self, row: KioskRegistration) -> dict[str, Any] | None:
         return self._payments.view(None, row.order_no) if row.order_no else None
+
+    # -- the swap to insurance (换号) ---------------------------------------------------------------
+    def swappable(self, device: AuthenticatedDevice) -> dict[str, Any]:
+        """Registrations the patient paid in the hospital app as self-pay, which can become insurance ones."""
+        payer = self._sessions.payer(device)
+        insured = payer.insured is not None and payer.certificate is not None
+        if not insured:
+            return {"registrations": [], "insurance_available": False,
+                    "note": "换成医保挂号需要先用医保卡或医保电子凭证识别身份。"}
+        try:
+            found = self._his.swappable(payer.his_patient_id)
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法查询挂号记录，请稍后再试。", TO_WINDOW, status=503) from exc
+        items = [{**self._registration_json(r), "app_paid_amount": str(r.app_paid_amount or r.fee)} for r in found]
+        return {"registrations": items, "insurance_available": True, "note": ""}
+
+    def swap(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
+        """Pay the registration again with insurance, keeping doctor, half-day and number; then the app
+        payment is refunded. Until the new payment is posted, the registration stays as it was."""
+        payer = self._sessions.payer(device)
+        if payer.insured is None or payer.certificate is None:
+            raise RegistrationRefused("换成医保挂号需要医保身份。", "请插医保卡或出示医保电子凭证后再试", status=422)
+        key = f"SW-{payer.session_id}-{registration_no}"[:64]
+        row = self._existing(key)
+        if row is not None and row.state in (RegistrationState.HELD.value, RegistrationState.REFUNDING_APP.value,
+                                             RegistrationState.REGISTERED.value):
+            return self._replay(device, self._follow(device, row))
+        try:
+            found = next((r for r in self._his.swappable(payer.his_patient_id)
+                          if r.registration_no == registration_no), None)
+        except UpstreamError as exc:
+            raise RegistrationRefused("暂时无法查询挂号记录，请稍后再试。", TO_WINDOW, status=503) from exc
+        if found is None:
+            raise RegistrationRefused("这个挂号不能换成医保挂号（可能不是在医院App自费支付的，或已经换过）。",
+                                      TO_WINDOW, status=404)
+        if row is None:
+            row = self._insert(key, "swap", payer, found)
+        try:
+            started = self._his.start_swap(registration_no, idempotency_key=key)
+        except UpstreamRefused as exc:
+            self._set(row.id, state=RegistrationState.REFUSED.value)
+            raise RegistrationRefused(exc.message, TO_WINDOW) from exc
+        except UpstreamError as exc:
+            # Unposted, a swap lapses in the HIS by itself: the registration stays as it was.
+            log.warning("registration.swap_unknown", registration_no=registration_no, error=str(exc))
+            raise RegistrationRefused("暂时无法办理换号，请稍后再试。", TO_WINDOW, status=503) from exc
+        row = self._set(row.id, state=RegistrationState.HELD.value, registration_no=registration_no,
+                        visit_no=started.swap_visit_no, queue_no=started.queue_no, hold_until=started.swap_hold_until,
+                        details={**_details(started), "app_trade_no": started.app_trade_no,
+                                 "app_paid_amount": str(started.app_paid_amount or started.fee)})
+        try:
+            order = self._payments.start(device, started.swap_visit_no, mode=PaymentMode.INSURANCE)
+        except PaymentRefused as exc:
+            self._release(row, reason="payment refused")
+            raise RegistrationRefused(exc.message, exc.next_step, status=exc.status) from exc
+        row = self._set(row.id, order_no=order["order_no"])
+        log.info("registration.swap_started", registration_no=registration_no, order_no=row.order_no,
+                 device_id=device.id)
+        if PaymentState(order["state"]) is PaymentState.COMPLETED:  # insurance covered it all
+            row = self._follow(device, row)
+        return {"registration": self._row_json(row), "payment": order}
+
+    def _refund_app(self, row: KioskRegistration) -> KioskRegistration:
+        """Refund the app's payment of a swapped registration; ``registered`` once the channel confirms.
+
+        The refund number is fixed by the registration, so asking again (this request, the sweep)
+        finds the refund already made rather than making a second one.
+        """
+        details = row.details or {}
+        trade, amount = details.get("app_trade_no"), Decimal(details.get("app_paid_amount") or row.fee)
+        refund_no = f"{row.registration_no}SW"[:32]
+        try:
+            result = self._channel.query_refund(refund_no)
+            if result is None:
+                result = self._channel.refund(trade, refund_no, amount, amount, "换成医保挂号，退还App支付")
+            if result.state != "SUCCESS":
+                result = self._channel.query_refund(refund_no) or result  # a refund reported as processing
+        except UpstreamError as exc:
+            log.warning("registration.app_refund_failed", registration_no=row.registration_no, code=exc.code,
+                        error=str(exc))
+            return row  # stays refunding_app: the sweep asks again
+        if result.state != "SUCCESS":
+            log.info("registration.app_refund_processing", registration_no=row.registration_no,
+                     state=str(result.state))
+            return row
+        try:
+            self._his.app_refunded(row.registration_no, idempotency_key=f"{row.idempotency_key}-A"[:64],
+                                   refund_no=refund_no)
+        except UpstreamError as exc:
+            log.warning("registration.app_refund_not_told", registration_no=row.registration_no, error=str(exc))
+            return row
+        log.info("registration.swapped", registration_no=row.registration_no, refund_no=refund_no)
+        return self._set(row.id, state=RegistrationState.REGISTERED.value,
+                         details={**details, "app_refund_no": refund_no})
 
     # -- appointments to pick up (预约取号) --------------------------------------------------------
     def appointments(self, device: AuthenticatedDevice) -> dict[str, Any]:
@@ -429,7 +529,7 @@ class RegistrationService:
     def slip(self, device: AuthenticatedDevice, registration_no: str) -> dict[str, Any]:
         """The registration slip (挂号条) for the agent's 80 mm printer."""
         row = self._follow(device, self._own(device, registration_no))
-        if row.state != RegistrationState.REGISTERED.value:
+        if row.state not in (RegistrationState.REGISTERED.value, RegistrationState.REFUNDING_APP.value):
             raise RegistrationRefused("挂号尚未完成，暂不能打印挂号条。", "请先完成缴费", status=409)
         masked = self._sessions.current(device).patient.get("masked_name", "")
         return registration_slip(row, hospital_name=self._hospital_name, masked_name=masked).model_dump(mode="json")
@@ -576,7 +676,6 @@ def registrations_of(container) -> RegistrationService:
                 service = RegistrationService(
                     container.uow, container.clock, container.sessions, container.his, container.payments,
                     container.settings.registration_rules(),
-                    hospital_name=container.settings.hospital_name,
-                    departments=getattr(container, "departments", None))
+                    hospital_name=container.settings.hospital_name, channel=container.channel)
                 container._registrations = service
     return service

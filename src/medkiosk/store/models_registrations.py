@@ -29,7 +29,7 @@ class KioskRegistration(Base):
     registration_no: Mapped[str | None] = mapped_column(
         String(40), doc="not unique: an appointment picked up, left unpaid and picked up again keeps its number")
     kind: Mapped[str] = mapped_column(String(12), doc="same_day, advance or pick_up")
-    state: Mapped[str] = mapped_column(String(12))
+    state: Mapped[str] = mapped_column(String(16))
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     his_patient_id: Mapped[str] = mapped_column(String(40))
     device_id: Mapped[str] = mapped_column(String(32))

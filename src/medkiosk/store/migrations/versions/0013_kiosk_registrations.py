@@ -20,7 +20,7 @@ def upgrade() -> None:
     sa.Column('idempotency_key', sa.String(length=64), nullable=False),
     sa.Column('registration_no', sa.String(length=40), nullable=True),
     sa.Column('kind', sa.String(length=12), nullable=False),
-    sa.Column('state', sa.String(length=12), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=False),
     sa.Column('his_patient_id', sa.String(length=40), nullable=False),
     sa.Column('device_id', sa.String(length=32), nullable=False),
