@@ -231,6 +231,31 @@ def test_backing_out_on_the_payment_screen_gives_the_number_back(page, stack, ki
     assert [p["job_id"] for p in printed(kiosk_url, "reg-")] == slips_before  # no slip for a number given back
 
 
+def test_a_cross_province_patient_sees_the_cross_region_notice_where_the_fee_is_settled(page, stack, kiosk_url,
+                                                                                       day_d):
+    department, slot = a_morning_with_numbers(stack, kiosk_url, day_d)
+    persona = "cross_province_filed"
+    identify(page, kiosk_url, "insurance-card", persona, mask_name(PERSONAS[persona].name))
+    page.get_by_test_id("tile-register").click()
+    department_button(page, department["name"]).click()
+    expect(page.get_by_test_id("pay-cross-region")).to_have_count(0)  # choosing is not paying
+    half_day(page, slot).click(timeout=15_000)
+    page.get_by_test_id("reg-confirm-go").click()
+    # Her account covers the fee in the demo (settled in four taps, no QR code); with cash left, the QR pays it.
+    result = page.get_by_test_id("reg-result")
+    qr = page.locator("[data-testid='pay-qr']:not([disabled])")
+    expect(result.or_(qr)).to_be_visible(timeout=15_000)
+    if not result.is_visible():
+        expect(page.get_by_test_id("pay-cross-region")).to_be_visible()
+        qr.click()
+        phone_pays(stack, page.get_by_test_id("pay-qr-screen").get_attribute("data-order", timeout=15_000))
+    expect(page.get_by_test_id("reg-result")).to_be_visible(timeout=20_000)
+    expect(page.get_by_test_id("reg-cross-region")).to_contain_text("异地")
+    expect(page.get_by_test_id("reg-print-status")).to_have_text("挂号条已打印，请在出纸口取走", timeout=15_000)
+    shoot(page, "reg-result-cross-province")
+    expect(page.get_by_test_id("start")).to_be_visible(timeout=20_000)
+
+
 def test_a_hold_the_his_cannot_make_says_what_to_do_and_the_patient_can_choose_again(page, stack, kiosk_url,
                                                                                       day_d, problems):
     department, slot = a_morning_with_numbers(stack, kiosk_url, day_d)

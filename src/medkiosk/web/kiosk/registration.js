@@ -342,7 +342,7 @@ export class RegistrationFlow {
     const held = this.held;
     if (order.state === "completed" && held) {
       this.held = null;
-      this.finished(held.registration);
+      this.finished(held.registration, order);
       return;
     }
     if (held && order.terminal) {
@@ -412,11 +412,13 @@ export class RegistrationFlow {
 
   // ---- the number and the slip ----------------------------------------------------------------------
 
-  finished(registration) {
-    this.app.setStack([{ name: "menu", params: {} }, { name: "reg-result", params: { registration } }]);
+  /** The fee is paid: the number, with the 异地医保 notice of its settlement when the order carries one. */
+  finished(registration, order = null) {
+    const notice = (order && order.cross_region_notice) || "";
+    this.app.setStack([{ name: "menu", params: {} }, { name: "reg-result", params: { registration, notice } }]);
   }
 
-  resultView({ registration }) {
+  resultView({ registration, notice }) {
     const gen = this.gen;
     const r = registration;
     const status = h("p", { class: "exam-print-status", role: "status", "aria-live": "polite", dataset: { testid: "reg-print-status" } });
@@ -439,6 +441,8 @@ export class RegistrationFlow {
           fact(REG.whenLabel, when, "reg-result-when"),
           fact(REG.placeLabel, r.location, "reg-result-place")),
         h("p", { class: "reg-go-more" }, REG.goCheckInMore),
+        notice ? h("p", { class: "pay-notice reg-notice", dataset: { testid: "reg-cross-region" } },
+          icon("info", "icon"), h("span", {}, notice)) : null,
         h("div", { class: "reg-result-actions" }, again,
           h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "reg-finish" },
             onclick: () => this.app.finish() }, REG.finish), countdown)));
