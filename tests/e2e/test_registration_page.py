@@ -341,3 +341,16 @@ def test_a_renamed_department_shows_on_a_preview_kiosk_and_elsewhere_only_once_p
         departments.save_department("it.wang", {"name": original["name"]}, key=entry.key)
         departments.publish("it.wang")
     assert original["name"] in [d["name"] for g in kiosk_departments(kiosk_url)["groups"] for d in g["departments"]]
+
+
+def test_a_session_ended_elsewhere_sends_the_registration_screens_home(page, stack, kiosk_url, day_d, problems):
+    department, _slot = a_morning_with_numbers(stack, kiosk_url, day_d)
+    identify(page, kiosk_url, "id-card", PATIENT, MASKED)
+    page.get_by_test_id("tile-register").click()
+    expect(department_button(page, department["name"])).to_be_visible(timeout=15_000)
+    # The session ends behind the page's back: the next call answers 401 session_ended, the page goes home.
+    httpx.post(f"{kiosk_url}/local/api/kiosk/session/logout", timeout=10).raise_for_status()
+    department_button(page, department["name"]).click()
+    expect(page.get_by_test_id("start")).to_be_visible(timeout=10_000)
+    problems.forgive("401")
+    assert MASKED not in page.evaluate("document.documentElement.outerHTML")
