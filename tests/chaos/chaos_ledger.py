@@ -58,7 +58,9 @@ class Ledger:
         invoices: dict[str, list[dict]] = defaultdict(list)
         for invoice in sims.state("einvoice", "invoices"):
             invoices[invoice["bill_no"]].append(invoice)
-        return cls(orders, dict(steps), {t["out_trade_no"]: t for t in sims.state("payment", "orders")},
+        # The hospital app's own trades (kind "app", registrations paid ahead) are not the kiosks' to count.
+        kiosk_trades = {t["out_trade_no"]: t for t in sims.state("payment", "orders") if t.get("kind") != "app"}
+        return cls(orders, dict(steps), kiosk_trades,
                    dict(refunds), dict(postings), dict(settlements), sims.state("insurance", "registrations"),
                    dict(invoices), his_payments)
 

@@ -70,6 +70,18 @@ def test_a_day_where_every_side_agrees_has_no_discrepancy(world):
     assert view.figures["his"]["kiosk_postings"] == 2
 
 
+def test_the_hospital_apps_own_payments_on_the_statement_are_left_to_the_app(world):
+    # The demo's app-paid registrations were paid in the app last evening: yesterday's statement has them.
+    yesterday = today(world) - timedelta(days=1)
+    app_trades = [t for t in world.sim("payment", "GET", "/__sim__/state/orders").json() if t["kind"] == "app"]
+    assert app_trades
+
+    view = reconciler(world, FrozenClock(datetime.now(timezone.utc))).run(yesterday)
+
+    assert view.status == "succeeded" and view.discrepancy_count == 0, found(view, world)
+    assert view.figures["channel"]["app_lines"] == len(app_trades) and view.figures["channel"]["matched_trades"] == 0
+
+
 def test_one_sided_entries_planted_on_each_side_are_found_exactly(world):
     container = world.container
     clean = pay(world, "self_pay")

@@ -76,6 +76,9 @@ from medkiosk.store.uow import UnitOfWork
 if TYPE_CHECKING:
     from medkiosk.bootstrap import Container
 
+# The statement's trade type of a payment made in the hospital's own app (JSAPI) — registrations paid
+# ahead, refunded by a kiosk only when swapped to insurance (换号). Not the kiosks' trades to match.
+APP_TRADE_TYPE = "JSAPI"
 log = get_logger(__name__)
 
 EVENT_KIND = "reconciliation_discrepancy"
@@ -306,14 +309,17 @@ class ReconciliationService:
             raw.seek(0)
             lines = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
             trade, refund = matcher.trade, matcher.refund
+            app_lines = 0
             for row in iter_statement(lines):
                 kind = type(row)
-                if kind is Trade:
-                    trade(row)
-                elif kind is Refund:
-                    refund(row)
-                else:
+                if kind is not Trade and kind is not Refund:
                     summary = row
+                elif row.trade_type == APP_TRADE_TYPE:
+                    app_lines += 1  # the hospital app's own payment (and its refunds): the app reconciles them
+                elif kind is Trade:
+                    trade(row)
+                else:
+                    refund(row)
             lines.detach()
         assert summary is not None  # iter_statement ends with the summary or raises
         found = list(matcher.discrepancies)
@@ -328,6 +334,7 @@ class ReconciliationService:
             "refunds": summary.refund_count, "refund_amount": str(summary.refund_amount),
             "fees": str(summary.fee_total), "our_orders": indexed["orders"], "our_refunds": indexed["refunds"],
             "matched_trades": matcher.matched_trades, "matched_refunds": matcher.matched_refunds,
+            "app_lines": app_lines,
             "discrepancies": len(found)}
         return found
 
