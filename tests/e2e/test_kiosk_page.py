@@ -194,9 +194,9 @@ def test_f_first_visit_patient_enters_phone_on_keypad_and_is_identified(page, ki
 
 def test_g_a_tile_not_built_yet_says_coming_soon_and_back_and_home_work(page, kiosk_url):
     open_kiosk(page, kiosk_url)
-    tile = page.get_by_test_id("tile-register")
-    expect(tile).to_contain_text("当日挂号")
-    expect(page.get_by_test_id("tile-status-register")).to_have_text("即将开放")
+    tile = page.get_by_test_id("tile-queries")
+    expect(tile).to_contain_text("费用查询")
+    expect(page.get_by_test_id("tile-status-queries")).to_have_text("即将开放")
 
     tile.click()
     dialog = page.get_by_test_id("coming-soon-dialog")

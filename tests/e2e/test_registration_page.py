@@ -10,7 +10,6 @@ payment simulator (``POST /__sim__/pay/{order_no}P1``).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -20,7 +19,6 @@ import pytest
 from playwright.sync_api import expect
 
 from medkiosk.domain.masking import mask_name
-from medkiosk.services import catalog
 from medkiosk.services.clock import FrozenClock
 from medkiosk.services.registrations import registrations_of
 from medkiosk.simulators.personas import PERSONAS
@@ -32,17 +30,6 @@ pytestmark = pytest.mark.browser
 HOSPITAL = ZoneInfo("Asia/Shanghai")
 PATIENT = "self_pay"  # by ID card: the whole fee is paid by QR code
 MASKED = mask_name(PERSONAS[PATIENT].name)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registration_tile_open():
-    """The service's tile catalogue still says 当日挂号 即将开放 (opening it is the service side's
-    one-line change, with the coming-soon test moving to another tile); here the tile is open."""
-    opened = tuple(dataclasses.replace(t, available=True) if t.key == "register" else t
-                   for t in catalog.OUTPATIENT_TILES)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(catalog, "OUTPATIENT_TILES", opened)
-        yield
 
 
 @pytest.fixture

@@ -171,6 +171,20 @@ def test_backing_out_before_paying_gives_the_number_back_and_charges_nothing(wor
     kiosk.get(f"/api/kiosk/registrations/{held['registration']['registration_no']}/slip", expect=409)
 
 
+def test_after_backing_out_the_same_number_can_be_taken_again_in_the_same_session(world):
+    kiosk, day = world.kiosk, world.his_tomorrow()
+    kiosk.place_id_card("self_pay")
+    _, _, slot = a_department_with_numbers(kiosk, day)
+    before = world.remaining(slot["schedule_id"], day)
+    first = hold(kiosk, slot, day)
+    kiosk.post(f"/api/kiosk/registrations/{first['registration']['registration_no']}/release")
+    again = hold(kiosk, slot, day)
+    assert again["registration"]["state"] == "held" and again["payment"]["state"] == "presettled"
+    assert again["payment"]["order_no"] != first["payment"]["order_no"]
+    assert world.remaining(slot["schedule_id"], day) == before - 1
+    assert [r.state for r in world.rows()] == ["released", "held"]
+
+
 def test_a_payment_left_unfinished_has_its_number_given_back_by_the_sweep(world):
     kiosk, day = world.kiosk, world.his_tomorrow()
     kiosk.place_id_card("self_pay")

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from medkiosk.domain.payment import AmountMismatch
+from medkiosk.domain.payment import AmountMismatch, PaymentState
 from medkiosk.domain.queues import HalfDay
 from medkiosk.domain.registration import (
     OK,
@@ -20,6 +20,8 @@ from medkiosk.domain.registration import (
     Reason,
     Refusal,
     RegistrationRules,
+    RegistrationState,
+    after_payment,
     fee_lines,
     fee_split,
 )
@@ -304,3 +306,26 @@ def test_nonsense_registration_settings_stop_the_service_at_start(monkeypatch, v
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match="REGISTRATION|registration"):
         Settings()
+
+
+# -- where a held number or a swap stands once its payment has moved ----------------------------------
+@pytest.mark.parametrize(("kind", "payment", "expected"), [
+    ("same_day", PaymentState.COMPLETED, RegistrationState.REGISTERED),
+    ("pick_up", PaymentState.COMPLETED, RegistrationState.REGISTERED),
+    ("swap", PaymentState.COMPLETED, RegistrationState.REFUNDING_APP),  # the app payment is refunded next
+    ("swap", PaymentState.CLOSED, RegistrationState.RELEASED),  # given up: the registration as it was
+    ("swap", PaymentState.REFUNDED, RegistrationState.RELEASED),  # the posting refused: refunded, as it was
+    ("advance", PaymentState.FAILED, RegistrationState.RELEASED),
+])
+def test_a_payment_that_ended_decides_the_registration(kind, payment, expected):
+    assert after_payment(kind, payment) is expected
+
+
+@given(st.sampled_from(["same_day", "advance", "pick_up", "swap"]),
+       st.sampled_from([s for s in PaymentState if not s.terminal]))
+def test_a_number_whose_payment_is_still_under_way_stays_held(kind, payment):
+    assert after_payment(kind, payment) is RegistrationState.HELD
+
+
+def test_a_swap_never_ends_registered_before_the_app_payment_is_back():
+    assert all(after_payment("swap", p) is not RegistrationState.REGISTERED for p in PaymentState)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from medkiosk.domain.money import format_amount, not_negative, parse_amount
-from medkiosk.domain.payment import AmountMismatch, Split
+from medkiosk.domain.payment import AmountMismatch, PaymentState, Split
 from medkiosk.domain.queues import HalfDay
 
 HOSPITAL_TIME = ZoneInfo("Asia/Shanghai")
@@ -45,6 +45,20 @@ class RegistrationState(StrEnum):
     """Cancelled (退号) in the HIS, its number back on sale; the fee is owed back and not yet on its way."""
     CANCELLED = "cancelled"
     """Cancelled, and the fee's payment is being (or has been) given back by the payment engine."""
+
+
+def after_payment(kind: str, payment: PaymentState) -> RegistrationState:
+    """Where a held number (or a swap) stands once its fee's payment is in ``payment``.
+
+    Completed: registered — or, for a swap (``kind`` "swap"), registered by insurance with the app's
+    payment still to refund. Ended any other way (closed, failed, refunded): the number is released
+    — for a swap, the registration stays as it was, paid in the app. Still under way: still held.
+    """
+    if payment is PaymentState.COMPLETED:
+        return RegistrationState.REFUNDING_APP if kind == "swap" else RegistrationState.REGISTERED
+    if payment.terminal:
+        return RegistrationState.RELEASED
+    return RegistrationState.HELD
 
 
 class Reason(StrEnum):

@@ -14,6 +14,8 @@ way, inside the hospital's pick-up window.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import itertools
 import threading
 from decimal import Decimal
 from typing import Any
@@ -33,6 +35,7 @@ from medkiosk.domain.payment import PaymentMode, PaymentState
 from medkiosk.domain.registration import (
     RegistrationRules,
     RegistrationState,
+    after_payment,
     moment_text,
 )
 from medkiosk.logging import get_logger
@@ -48,6 +51,9 @@ log = get_logger(__name__)
 
 TO_WINDOW = "请到人工窗口办理"
 HALF_DAY_LABELS = {"am": "上午", "pm": "下午"}
+# A kiosk record in one of these is over: the next attempt at the same number is a new one.
+ENDED = frozenset({RegistrationState.RELEASED.value, RegistrationState.REFUSED.value,
+                   RegistrationState.CANCELLING.value, RegistrationState.CANCELLED.value})
 LEVEL_LABELS = {"ordinary": "普通号", "expert": "专家号"}
 NOTE_CROSS_REGION = "异地医保结算：按就医地目录、参保地政策"
 
@@ -123,11 +129,11 @@ class RegistrationService:
         if slot.remaining <= 0:
             raise RegistrationRefused("这个号已经挂满了。", "请选择其他医生或其他时间")
         kind = "same_day" if slot.date == self.rules.today(now) else "advance"
-        # One hold per session and number: a repeated tap (or a retried request) holds nothing twice.
-        key = f"RG-{payer.session_id}-{schedule_id}"[:64]
-        row = self._existing(key)
-        if row is not None and row.order_no is not None and row.state == RegistrationState.HELD.value:
-            return {"registration": self._row_json(row), "payment": self._payments.view(device, row.order_no)}
+        # One hold per attempt: a repeated tap (or a retried request) holds nothing twice; after backing
+        # out, the same number can be taken again in the same session as a new attempt.
+        key, row = self._attempt("RG", payer.session_id, schedule_id)
+        if row is not None and row.order_no is not None:
+            return self._replay(device, self._follow(device, row))
         if row is None:
             row = self._insert(key, kind, payer, slot)
         try:
@@ -181,17 +187,16 @@ class RegistrationService:
         if row.state != RegistrationState.HELD.value or row.order_no is None:
             return row
         order = self._payments.view(device, row.order_no)
-        state = PaymentState(order["state"])
-        if state is PaymentState.COMPLETED:
-            split = order.get("split") or {}
-            swapped = row.kind == "swap"
-            row = self._set(row.id, state=(RegistrationState.REFUNDING_APP if swapped else RegistrationState.REGISTERED).value,
-                            details={**row.details, "split": split, "receipt_no": order.get("receipt_no"),
-                                     "cross_region_notice": order.get("cross_region_notice", "")})
-            return self._refund_app(row) if swapped else row
-        if state.terminal:
-            return self._release(row, reason=f"payment {state.value}")
-        return row
+        payment = PaymentState(order["state"])
+        outcome = after_payment(row.kind, payment)
+        if outcome is RegistrationState.RELEASED:
+            return self._release(row, reason=f"payment {payment.value}")
+        if outcome is RegistrationState.HELD:
+            return row
+        row = self._set(row.id, state=outcome.value,
+                        details={**row.details, "split": order.get("split") or {}, "receipt_no": order.get("receipt_no"),
+                                 "cross_region_notice": order.get("cross_region_notice", "")})
+        return self._refund_app(row) if outcome is RegistrationState.REFUNDING_APP else row
 
     def _release(self, row: KioskRegistration, *, reason: str) -> KioskRegistration:
         if row.registration_no is not None:
@@ -291,10 +296,8 @@ class RegistrationService:
         payer = self._sessions.payer(device)
         if payer.insured is None or payer.certificate is None:
             raise RegistrationRefused("换成医保挂号需要医保身份。", "请插医保卡或出示医保电子凭证后再试", status=422)
-        key = f"SW-{payer.session_id}-{registration_no}"[:64]
-        row = self._existing(key)
-        if row is not None and row.state in (RegistrationState.HELD.value, RegistrationState.REFUNDING_APP.value,
-                                             RegistrationState.REGISTERED.value):
+        key, row = self._attempt("SW", payer.session_id, registration_no)
+        if row is not None and row.order_no is not None:
             return self._replay(device, self._follow(device, row))
         try:
             found = next((r for r in self._his.swappable(payer.his_patient_id)
@@ -397,11 +400,10 @@ class RegistrationService:
         except UpstreamError as exc:
             raise RegistrationRefused("暂时无法查询预约，请稍后再试。", TO_WINDOW, status=503) from exc
         appointment = next((a for a in booked if a.registration_no == registration_no), None)
-        key = f"PU-{payer.session_id}-{registration_no}"[:64]
-        row = self._existing(key)
+        key, row = self._attempt("PU", payer.session_id, registration_no)
         if appointment is None:
             if row is not None and row.state in (RegistrationState.HELD.value, RegistrationState.REGISTERED.value):
-                return self._replay(device, row)  # picked up a moment ago, in this session
+                return self._replay(device, self._follow(device, row))  # picked up a moment ago, in this session
             raise RegistrationRefused("没有找到这个预约，可能已取号或已取消。", "请返回查看，或到人工窗口咨询", status=404)
         decision = self.rules.can_pick_up(self._clock.now(), appointment.date, appointment.half_day.value)
         if not decision.allowed:
@@ -546,6 +548,17 @@ class RegistrationService:
             return self._his.list_schedules(day, department_code)
         except UpstreamError as exc:
             raise RegistrationRefused("暂时无法查询号源，请稍后再试。", TO_WINDOW, status=503) from exc
+
+    def _attempt(self, prefix: str, session_id: str, target: str) -> tuple[str, KioskRegistration | None]:
+        """The idempotency key of this session's live attempt at ``target`` (with its row), or of a new
+        attempt when every earlier one ended (released, refused, cancelled)."""
+        base = f"{prefix}-" + hashlib.sha256(f"{session_id}:{target}".encode()).hexdigest()[:32]
+        for attempt in itertools.count(1):
+            key = f"{base}-{attempt}"
+            row = self._existing(key)
+            if row is None or row.state not in ENDED:
+                return key, row
+        raise AssertionError("unreachable")
 
     def _existing(self, key: str) -> KioskRegistration | None:
         with self._uow() as uow:
