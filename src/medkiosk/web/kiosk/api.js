@@ -144,6 +144,16 @@ export const api = {
     status: (registrationNo) => call("GET", `${REGISTRATIONS}/${enc(registrationNo)}`),
     release: (registrationNo) => call("POST", `${REGISTRATIONS}/${enc(registrationNo)}/release`, {}),
     slip: (registrationNo) => call("GET", `${REGISTRATIONS}/${enc(registrationNo)}/slip`),
+    /** Appointments made in the app or by phone, each with its pick-up window (预约取号). */
+    appointments: () => call("GET", `${REGISTRATIONS}/appointments`),
+    /** `{registration, payment}`: payment null when it was paid in the app. */
+    pickUp: (registrationNo) => call("POST", `${REGISTRATIONS}/appointments/${enc(registrationNo)}/pick-up`, {}),
+    today: () => call("GET", `${REGISTRATIONS}/today`),
+    /** Today's slip again, marked 补打 and counted: a receipt for the printer. */
+    reprint: (registrationNo) => call("POST", `${REGISTRATIONS}/today/${enc(registrationNo)}/reprint`, {}),
+    swappable: () => call("GET", `${REGISTRATIONS}/swappable`),
+    /** 换号: `{registration, payment}`, the same number paid with insurance. */
+    swapToInsurance: (registrationNo) => call("POST", `${REGISTRATIONS}/swappable/${enc(registrationNo)}/swap`, {}),
   },
   documents: {
     list: () => call("GET", DOCUMENTS),

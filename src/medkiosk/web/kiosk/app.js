@@ -7,12 +7,13 @@
 import { api, ApiError, quietly } from "./api.js";
 import { DemoPanel } from "./demo-panel.js";
 import { clear, h, icon, replaceChildren } from "./dom.js";
-import { formatDate, formatTime, formatYuan, T } from "./messages.js";
+import { formatDate, formatTime, formatYuan, REGM, T } from "./messages.js";
 import { PaymentFlow } from "./payment.js";
 import { DocumentFlow } from "./documents.js";
 import { ExamFlow } from "./exams.js";
 import { CheckInFlow } from "./checkin.js";
 import { RegistrationFlow } from "./registration.js";
+import { RegistrationMoreFlow } from "./registration-more.js";
 import {
   homeScreen, identifyScreen, menuScreen, phoneScreen, refusedScreen, showInlineError, startingScreen,
 } from "./screens.js";
@@ -74,6 +75,13 @@ const payApp = {
 const payment = new PaymentFlow(payApp);
 // Registration (挂号) pays its fee with a payment flow of its own, and ends the session after the number.
 const registration = new RegistrationFlow({
+  ...payApp,
+  finish: () => endSession("logout"),
+  patientName: () => (state.session && state.session.patient && state.session.patient.masked_name) || "",
+});
+
+// 预约取号, 补打挂号条, 换成医保挂号: a registration flow of its own, ending as registration does.
+const registrationMore = new RegistrationMoreFlow({
   ...payApp,
   finish: () => endSession("logout"),
   patientName: () => (state.session && state.session.patient && state.session.patient.masked_name) || "",
@@ -155,6 +163,21 @@ function applyConfig(config) {
   }
 }
 
+/**
+ * 补打挂号条 and 换成医保挂号 are registration's own screens: their tiles follow 当日挂号's, right after
+ * 预约取号 (or 当日挂号), open when it is open. Only on the menu: they need a patient, and the home
+ * screen must keep every tile in view at 1280 × 1024. The service's catalogue knows only 挂号.
+ */
+function withRegistrationTiles(services) {
+  const register = services.find((s) => s.key === "register");
+  if (!register || !register.available || services.some((s) => s.key === "reg_reprint")) return services;
+  const tile = (key, name, hint) => ({ key, name, hint, available: true, needs_patient: true, status_label: "" });
+  const after = services.findIndex((s) => s.key === "appointment_pickup");
+  const at = (after >= 0 ? after : services.indexOf(register)) + 1;
+  return [...services.slice(0, at), tile("reg_reprint", REGM.reprintTile, REGM.reprintTileHint),
+    tile("reg_swap", REGM.swapTile, REGM.swapTileHint), ...services.slice(at)];
+}
+
 /** A session still open from before this page loaded belongs to someone who has gone. */
 async function endLeftoverSession() {
   try {
@@ -222,7 +245,7 @@ function render(entry) {
       say(`${params.message || ""}${params.nextStep || ""}`);
       break;
     case "menu":
-      node = menuScreen({ services: state.config.services, onTile: chooseTile });
+      node = menuScreen({ services: withRegistrationTiles(state.config.services || []), onTile: chooseTile });
       break;
     default:
       if (payment.owns(name)) node = payment.render(entry);
@@ -230,10 +253,12 @@ function render(entry) {
       else if (documents.owns(name)) node = documents.render(entry);
       else if (checkin.owns(name)) node = checkin.render(entry);
       else if (registration.owns(name)) node = registration.render(entry);
+      else if (registrationMore.owns(name)) node = registrationMore.render(entry);
       else node = startingScreen(Boolean(params.failed));
   }
   // Registration involves money: its screens show the category as the payment screens do (tender #2).
-  showCategory(!hidesCategory(name), payment.owns(name) || registration.owns(name));
+  showCategory(!hidesCategory(name), payment.owns(name) || registration.owns(name)
+    || (registrationMore.owns(name) && name !== "regm-today"));
   clear(ui.screen);
   ui.screen.append(node);
   ui.screen.scrollTop = 0;
@@ -268,6 +293,10 @@ function back() {
     registration.back();  // cancels the fee's order and releases the number, then shows the doctors again
     return;
   }
+  if (registrationMore.leavesOpenOrder(leaving.name)) {
+    registrationMore.back();  // the same for a picked-up appointment or a swap, then shows its list again
+    return;
+  }
   state.stack.pop();
   if (leaving.name === "phone") quietly(api.sessionEnded());  // abandon the first-visit record
   render(current());
@@ -289,6 +318,7 @@ function goHome({ fresh = false } = {}) {
   closeInfoDialog();
   payment.abandon();  // an unfinished payment is cancelled, not left waiting
   registration.abandon();  // a number held and not paid for goes back on sale
+  registrationMore.abandon();
   const leaving = current();
   if (leaving && leaving.name === "phone" && !state.session) quietly(api.sessionEnded());
   state.pendingTile = null;
@@ -331,7 +361,8 @@ function chooseTile(service) {
     show("pay-bills");
     return;
   }
-  const screens = { register: "reg-departments", check_in: "checkin", exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
+  const screens = { register: "reg-departments", appointment_pickup: "regm-pickup", reg_reprint: "regm-today",
+    reg_swap: "regm-swap", check_in: "checkin", exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
   if (screens[service.key]) {
     show(screens[service.key]);
     return;
@@ -418,6 +449,7 @@ function startSession(session) {
   exams.forget();
   documents.forget();
   registration.forget();
+  registrationMore.forget();
   closeInfoDialog();
   renderPatientBar(session);
   clock.start(session);
@@ -511,12 +543,14 @@ async function endSession(reason) {
   render({ name: "starting" });
   if (hadSession && reason !== "gone") {
     // A payment still open is cancelled while the session can still ask for it.
-    await Promise.race([Promise.all([payment.abandon(), registration.abandon()]), pause(ABANDON_WAIT_MS)]);
+    await Promise.race([Promise.all([payment.abandon(), registration.abandon(), registrationMore.abandon()]),
+      pause(ABANDON_WAIT_MS)]);
   }
   payment.forget();
   exams.forget();
   documents.forget();
   registration.forget();
+  registrationMore.forget();
   if (hadSession && reason !== "gone") {
     await api.logout(reason === "idle" ? "idle" : undefined).catch(() => {});
   }

@@ -9,6 +9,8 @@ const MEDIA_ORDER = ["insurance_card", "id_card", "e_certificate", "visit_card"]
 const TILE_ICONS = {
   register: "svc-register",
   appointment_pickup: "svc-pickup",
+  reg_reprint: "svc-report",
+  reg_swap: "svc-register",
   payment: "svc-payment",
   check_in: "svc-checkin",
   exam_booking: "svc-exam",
