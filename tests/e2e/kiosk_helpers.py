@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -125,3 +126,24 @@ class Taps:
     def __call__(self, locator) -> None:
         locator.click()
         self.count += 1
+
+
+@contextlib.contextmanager
+def account_balance(stack, persona: str, balance: str):
+    """The persona's personal account holds ``balance`` on the insurance simulator for a while (cash left to pay)."""
+    from medkiosk.simulators.personas import PERSONAS
+
+    psn_no = PERSONAS[persona].insurance.psn_no
+    people = httpx.get(f"{stack.insurance.url}/__sim__/state/people", timeout=10).json()
+    person = next(p for p in (people.values() if isinstance(people, dict) else people) if p["psn_no"] == psn_no)
+
+    def put(amount: str) -> None:
+        response = httpx.post(f"{stack.insurance.url}/__sim__/data/people", json=[{**person, "balance": amount}],
+                              timeout=10)
+        assert response.status_code == 200, response.text
+
+    put(balance)
+    try:
+        yield
+    finally:
+        put(person["balance"])
