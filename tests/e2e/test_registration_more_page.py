@@ -8,7 +8,6 @@ HIS simulator's data (and the payment simulator's, after a swap refunded the app
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,6 @@ import pytest
 from playwright.sync_api import expect
 
 from medkiosk.domain.masking import mask_name
-from medkiosk.services import catalog
 from medkiosk.services.clock import FrozenClock
 from medkiosk.services.registrations import registrations_of
 from medkiosk.simulators.personas import PERSONAS
@@ -31,17 +29,6 @@ HOSPITAL = ZoneInfo("Asia/Shanghai")
 
 def masked(persona: str) -> str:
     return mask_name(PERSONAS[persona].name)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registration_tiles_open():
-    """The service's catalogue still says 当日挂号 and 预约取号 即将开放; here both are open (补打挂号条 and
-    换成医保挂号 follow 当日挂号 on the page)."""
-    opened = tuple(dataclasses.replace(t, available=True) if t.key in ("register", "appointment_pickup") else t
-                   for t in catalog.OUTPATIENT_TILES)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(catalog, "OUTPATIENT_TILES", opened)
-        yield
 
 
 @pytest.fixture

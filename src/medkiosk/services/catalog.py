@@ -23,7 +23,7 @@ class ServiceTile:
 
 OUTPATIENT_TILES = (
     ServiceTile("register", "当日挂号", "选科室、选医生、取号", available=True),
-    ServiceTile("appointment_pickup", "预约取号", "取已在手机或电话预约的号"),
+    ServiceTile("appointment_pickup", "预约取号", "取已在手机或电话预约的号", available=True),
     ServiceTile("payment", "门诊缴费", "缴纳处方、检查、检验费用", available=True),
     ServiceTile("check_in", "报到", "就诊前报到排队", available=True),
     ServiceTile("exam_booking", "检查预约", "CT、核磁、超声、心电图", available=True),
