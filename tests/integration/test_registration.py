@@ -430,6 +430,20 @@ def test_an_insured_patient_cancelling_has_the_settlement_cancelled_and_the_visi
     assert "2208" in infnos and "2202" in infnos and infnos.index("2208") < infnos.index("2202")
 
 
+def test_a_patient_sees_the_numbers_taken_here_and_which_can_still_be_cancelled(world):
+    registration, _order, _slot, day = a_paid_registration(world, "self_pay", card=False)
+    listed = world.kiosk.get("/api/kiosk/registrations/mine")["registrations"]
+    assert [(r["registration_no"], r["can_cancel"], r["note"]) for r in listed] == [
+        (registration["registration_no"], True, "")]
+    rules_at(world, day, dt.time(8, 30))
+    late = world.kiosk.get("/api/kiosk/registrations/mine")["registrations"][0]
+    assert late["can_cancel"] is False and late["note"] and late["next_step"]
+    world.kiosk.post(f"/api/kiosk/registrations/{registration['registration_no']}/cancel", expect=409)
+    rules_at(world, day - dt.timedelta(days=1), dt.time(15, 0))
+    world.kiosk.post(f"/api/kiosk/registrations/{registration['registration_no']}/cancel")
+    assert world.kiosk.get("/api/kiosk/registrations/mine")["registrations"] == []  # cancelled: gone from the list
+
+
 def test_cancelling_after_the_morning_started_is_refused_and_changes_nothing(world):
     registration, order, _slot, day = a_paid_registration(world, "self_pay", card=False)
     rules_at(world, day, dt.time(8, 30))

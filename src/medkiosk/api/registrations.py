@@ -83,6 +83,12 @@ def swap(registration_no: RegistrationNo, device: Device, services: Services) ->
     return guard(lambda: registrations_of(services).swap(device, registration_no))
 
 
+@router.get("/mine")
+def mine(device: Device, services: Services) -> dict[str, Any]:
+    """The numbers this patient took at a kiosk for today and later, each with whether 退号 is possible now."""
+    return guard(lambda: registrations_of(services).mine(device))
+
+
 @router.get("/today")
 def today(device: Device, services: Services) -> dict[str, Any]:
     """Today's registrations (kiosk, window or app), each with whether its slip can be reprinted."""

@@ -263,6 +263,27 @@ class RegistrationService:
         log.info("registration.cancelled", registration_no=registration_no, device_id=device.id)
         return {"registration": self._row_json(self._give_back(row)), "payment": self._payment_of(row)}
 
+    def mine(self, device: AuthenticatedDevice) -> dict[str, Any]:
+        """The numbers the patient took at a kiosk for today and later, each with whether it can be
+        cancelled (退号) now and, if not, why (the HIS still refuses one already checked in)."""
+        payer = self._sessions.payer(device)
+        now = self._clock.now()
+        today = self.rules.today(now)
+        with self._uow() as uow:
+            rows = list(uow.session.scalars(select(KioskRegistration).where(
+                KioskRegistration.patient_id == payer.patient_row_id, KioskRegistration.day >= today,
+                KioskRegistration.state.in_([RegistrationState.REGISTERED.value,
+                                             RegistrationState.REFUNDING_APP.value])).order_by(
+                KioskRegistration.day, KioskRegistration.half_day, KioskRegistration.id)))
+            uow.session.expunge_all()
+        items = []
+        for row in rows:
+            decision = self.rules.can_cancel(now, row.day, row.half_day, checked_in=False, seen=False)
+            items.append({**self._row_json(row), "can_cancel": decision.allowed,
+                          "note": "" if decision.allowed else decision.message,
+                          "next_step": "" if decision.allowed else decision.next_step})
+        return {"registrations": items}
+
     def _give_back(self, row: KioskRegistration) -> KioskRegistration:
         """Have the payment engine give the fee back; ``cancelled`` once it has taken the job on."""
         try:
