@@ -211,3 +211,51 @@ def test_an_app_paid_registration_is_swapped_to_insurance_keeping_its_number(pag
     slip = printed(kiosk_url, f"reg-{app_paid['registration_no']}")[0]["text"].replace(" ", "")
     assert f"序号：{number}" in slip and "异地医保" in slip
     expect(page.get_by_test_id("start")).to_be_visible(timeout=20_000)  # the page clears itself
+
+
+def test_a_number_taken_here_is_cancelled_and_its_fee_goes_back(page, stack, kiosk_url, his_today, rules_clock):
+    persona = "self_pay"  # by ID card: the fee is paid by QR code, and goes back the same way
+    day = his_today + dt.timedelta(days=1)
+    rules_clock(his_today, dt.time(15, 0))  # the afternoon before: still in time to cancel
+    identify(page, kiosk_url, "id-card", persona, masked(persona))
+    # The number taken and paid through the agent's API, as the page's 挂号 screens would.
+    codes = {c for g in httpx.get(f"{kiosk_url}/local/api/kiosk/registration/departments", timeout=10).json()["groups"]
+             for d in g["departments"] if not d["doctor_codes"] for c in d["his_codes"]}
+    slots = httpx.get(f"{stack.his.url}/his/v1/schedules", params={"date": day.isoformat()}, timeout=10).json()
+    slot = next(s for s in slots["schedules"] if s["department_code"] in codes and s["half_day"] == "am"
+                and s["remaining"] >= 3)
+    held = httpx.post(f"{kiosk_url}/local/api/kiosk/registrations",
+                      json={"schedule_id": slot["schedule_id"], "date": day.isoformat()}, timeout=30)
+    assert held.status_code == 200, held.text
+    registration_no, order_no = held.json()["registration"]["registration_no"], held.json()["payment"]["order_no"]
+    paying = httpx.post(f"{kiosk_url}/local/api/kiosk/payments/{order_no}/pay", json={"method": "qr"}, timeout=30)
+    assert paying.status_code == 200, paying.text
+    phone_pays(stack, order_no)
+    for _ in range(100):
+        if httpx.get(f"{kiosk_url}/local/api/kiosk/payments/{order_no}", timeout=10).json()["state"] == "completed":
+            break
+        page.wait_for_timeout(200)
+    registered = httpx.get(f"{kiosk_url}/local/api/kiosk/registrations/{registration_no}", timeout=10).json()
+    assert registered["registration"]["state"] == "registered", registered
+    number = str(registered["registration"]["queue_no"])
+
+    page.get_by_test_id("tile-reg_cancel").click()
+    card = page.locator(f"[data-testid='regm-cancellable'][data-number='{number}']")
+    expect(card).to_be_visible(timeout=15_000)
+    expect(card).to_contain_text(f"{day.month}月{day.day}日")
+    expect(card).to_contain_text(f"¥{slot['fee']}")
+    assert_targets_and_fit(page)
+    shoot(page, "regm-cancel")
+    card.get_by_test_id("regm-cancel-choose").click()
+    confirm = page.get_by_test_id("regm-cancel-confirm")
+    expect(confirm).to_contain_text("确认退号？退号后该号将释放，费用原路退回")
+    expect(page.get_by_test_id("regm-cancel-number")).to_have_text(f"{number} 号")
+    page.get_by_test_id("regm-cancel-go").click()
+    expect(page.get_by_test_id("regm-cancel-refund")).to_have_text(f"已退号，费用 ¥{slot['fee']} 将原路退回",
+                                                                    timeout=20_000)
+    assert_targets_and_fit(page)
+    shoot(page, "regm-cancel-done")
+    reply = httpx.get(f"{stack.his.url}/his/v1/registrations/{registration_no}", timeout=10)
+    assert reply.json()["status"] == "cancelled"
+    page.get_by_test_id("regm-cancel-finish").click()
+    expect(page.get_by_test_id("start")).to_be_visible(timeout=20_000)  # the session ends as after a number

@@ -154,6 +154,10 @@ export const api = {
     swappable: () => call("GET", `${REGISTRATIONS}/swappable`),
     /** 换号: `{registration, payment}`, the same number paid with insurance. */
     swapToInsurance: (registrationNo) => call("POST", `${REGISTRATIONS}/swappable/${enc(registrationNo)}/swap`, {}),
+    /** The numbers taken at a kiosk for today and later, each with `can_cancel` (退号). */
+    mine: () => call("GET", `${REGISTRATIONS}/mine`),
+    /** 退号: `{registration: {state}, payment}`, the fee given back by its own path. */
+    cancel: (registrationNo) => call("POST", `${REGISTRATIONS}/${enc(registrationNo)}/cancel`, {}),
   },
   documents: {
     list: () => call("GET", DOCUMENTS),

@@ -164,7 +164,7 @@ function applyConfig(config) {
 }
 
 /**
- * 补打挂号条 and 换成医保挂号 are registration's own screens: their tiles follow 当日挂号's, right after
+ * 补打挂号条, 换成医保挂号 and 退号 are registration's own screens: their tiles follow 当日挂号's, right after
  * 预约取号 (or 当日挂号), open when it is open. Only on the menu: they need a patient, and the home
  * screen must keep every tile in view at 1280 × 1024. The service's catalogue knows only 挂号.
  */
@@ -175,7 +175,8 @@ function withRegistrationTiles(services) {
   const after = services.findIndex((s) => s.key === "appointment_pickup");
   const at = (after >= 0 ? after : services.indexOf(register)) + 1;
   return [...services.slice(0, at), tile("reg_reprint", REGM.reprintTile, REGM.reprintTileHint),
-    tile("reg_swap", REGM.swapTile, REGM.swapTileHint), ...services.slice(at)];
+    tile("reg_swap", REGM.swapTile, REGM.swapTileHint), tile("reg_cancel", REGM.cancelTile, REGM.cancelTileHint),
+    ...services.slice(at)];
 }
 
 /** A session still open from before this page loaded belongs to someone who has gone. */
@@ -362,7 +363,7 @@ function chooseTile(service) {
     return;
   }
   const screens = { register: "reg-departments", appointment_pickup: "regm-pickup", reg_reprint: "regm-today",
-    reg_swap: "regm-swap", check_in: "checkin", exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
+    reg_swap: "regm-swap", reg_cancel: "regm-cancel", check_in: "checkin", exam_booking: "exam-orders", reprint: "doc-list", reports: "report-list" };
   if (screens[service.key]) {
     show(screens[service.key]);
     return;

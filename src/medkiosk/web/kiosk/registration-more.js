@@ -11,13 +11,16 @@ import { h, replaceChildren } from "./dom.js";
 import { formatYuan, REG, REGM, T } from "./messages.js";
 import { RegistrationFlow } from "./registration.js";
 
-const LISTS = new Set(["regm-pickup", "regm-today", "regm-swap", "regm-swap-confirm"]);
+const LISTS = new Set(["regm-pickup", "regm-today", "regm-swap", "regm-swap-confirm", "regm-cancel", "regm-cancel-confirm",
+  "regm-cancel-done"]);
 const SCREENS = new Set([...LISTS, "regm-pay-split", "regm-pay-qr", "regm-pay-result", "regm-result"]);
 const HELD_SCREENS = new Set(["regm-pay-split", "regm-pay-qr"]);
 /** The registration flow's screens, as this flow shows them; its choosing screens become our list. */
 const RENAMED = { "reg-pay-split": "regm-pay-split", "reg-pay-qr": "regm-pay-qr", "reg-pay-result": "regm-pay-result",
   "reg-result": "regm-result" };
 const reg = api.registration;
+/** How long the 退号 result stays before the session ends by itself. */
+const CANCEL_DONE_SECONDS = 20;
 
 // Copied from registration.js (not exported there): a focusable title, an in-place refusal box.
 function heading(text) {
@@ -79,6 +82,10 @@ export class RegistrationMoreFlow extends RegistrationFlow {
       case "regm-swap": return this.listView(name, REGM.swapHeading, () => reg.swappable(),
         (body) => this.swapCards(body || {}));
       case "regm-swap-confirm": return this.swapConfirmView(params);
+      case "regm-cancel": return this.listView(name, REGM.cancelHeading, () => reg.mine(),
+        (body) => this.cancelCards((body && body.registrations) || []));
+      case "regm-cancel-confirm": return this.cancelConfirmView(params);
+      case "regm-cancel-done": return this.cancelDoneView(params);
       case "regm-result": return this.doneView(params);
       default: return super.render({ name: Object.keys(RENAMED).find((k) => RENAMED[k] === name), params });
     }
@@ -86,7 +93,7 @@ export class RegistrationMoreFlow extends RegistrationFlow {
 
   /** A list loaded from the service: its cards, or what went wrong and what to do. */
   listView(screen, title, load, cards) {
-    if (screen !== "regm-today") this.names.list = screen;
+    if (screen !== "regm-today" && screen !== "regm-cancel") this.names.list = screen;
     const gen = this.gen;
     const host = h("section", { class: "screen reg-loading", dataset: { screen, testid: "regm-loading" } },
       heading(title),
@@ -262,6 +269,99 @@ export class RegistrationMoreFlow extends RegistrationFlow {
       h("p", { class: "lead" }, REGM.swapConfirmLead),
       box.node, status,
       h("div", { class: "exam-actions" }, go)));
+  }
+
+  // ---- 退号: a number taken here, for today or later, cancelled and its fee given back -------------------
+
+  cancelCards(registrations) {
+    if (!registrations.length) return this.none(REGM.noCancellable, REGM.noCancellableNext);
+    return [h("p", { class: "lead" }, REGM.cancelLead),
+      h("ul", { class: "checkin-list" }, registrations.map((r) => {
+        const box = problem(`regm-refusal-${r.registration_no}`);
+        if (!r.can_cancel) box.show(r.note, r.next_step);
+        return this.card(r, "regm-cancellable",
+          [h("p", { class: "checkin-note" }, `${REG.feeLabel} ${formatYuan(r.fee)}`), box.node],
+          r.can_cancel ? h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "regm-cancel-choose" },
+            onclick: () => this.app.show("regm-cancel-confirm", { registration: r }) }, REGM.cancelChoose) : null);
+      }))];
+  }
+
+  cancelConfirmView({ registration: r }) {
+    const box = problem("regm-cancel-error");
+    const status = h("p", { class: "reg-status", role: "status", "aria-live": "polite" });
+    let busy = false;
+    const go = h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "regm-cancel-go" },
+      onclick: async () => {
+        if (busy) return;
+        busy = true;
+        go.disabled = true;
+        status.textContent = REGM.cancelling;
+        const gen = this.gen;
+        let done;
+        try {
+          done = await reg.cancel(r.registration_no);
+        } catch (err) {
+          if (gen !== this.gen || this.gone(err)) return;
+          busy = false;
+          go.disabled = false;
+          status.textContent = "";
+          box.show(err.message, err.nextStep);
+          this.app.say(`${err.message || ""}${err.nextStep || ""}`);
+          return;
+        }
+        if (gen !== this.gen) return;
+        // Done: 返回 leads to the menu, not back to a number that is no longer there.
+        this.app.setStack([{ name: "menu", params: {} },
+          { name: "regm-cancel-done", params: { registration: r, result: done || {} } }]);
+      } }, REGM.cancelGo);
+    const fact = (label, value, testid) => h("div", { class: "exam-fact" }, h("dt", {}, label),
+      h("dd", testid ? { dataset: { testid } } : {}, value || "—"));
+    return h("section", { class: "screen regm-cancel-confirm exam-result", dataset: { screen: "regm-cancel-confirm",
+      testid: "regm-cancel-confirm" } },
+    h("div", { class: "panel exam-result-panel" },
+      heading(REGM.cancelConfirmHeading),
+      h("dl", { class: "exam-facts reg-facts" },
+        fact(REG.patientLabel, this.app.patientName()),
+        fact(REG.departmentLabel, r.department_name),
+        fact(REG.doctorLabel, doctorLine(r)),
+        fact(REG.whenLabel, [dayText(r.date), r.half_day_label, r.window].filter(Boolean).join(" ")),
+        fact(REGM.numberLabel, REG.queueNo(r.queue_no), "regm-cancel-number"),
+        fact(REG.feeLabel, formatYuan(r.fee))),
+      h("p", { class: "lead regm-cancel-lead" }, REGM.cancelConfirmLead),
+      box.node, status,
+      h("div", { class: "exam-actions" }, go)));
+  }
+
+  /** Cancelled: where the fee goes; a little while to read it, then the session ends as after a number. */
+  cancelDoneView({ registration: r, result }) {
+    const gen = this.gen;
+    const payment = result.payment || {};
+    const refunded = result.registration && result.registration.state === "cancelled"
+      && Number(payment.refunded_amount) > 0;
+    const line = refunded ? REGM.cancelledRefunded(formatYuan(payment.refunded_amount)) : REGM.cancelledRefunding;
+    const countdown = h("p", { class: "checkin-leaving", dataset: { testid: "regm-cancel-leaving" }, "aria-live": "polite" });
+    let left = CANCEL_DONE_SECONDS;
+    const tick = () => {
+      left -= 1;
+      if (left <= 0) {
+        this.app.finish();
+        return;
+      }
+      countdown.textContent = REG.leaving(left);
+      this.later(gen, tick, 1000);
+    };
+    countdown.textContent = REG.leaving(left);
+    this.later(gen, tick, 1000);
+    this.app.say(line);
+    return h("section", { class: "screen regm-cancel-done", dataset: { screen: "regm-cancel-done", testid: "regm-cancel-done" } },
+      h("div", { class: "panel checkin-done reg-done" },
+        heading(REGM.cancelDoneTitle),
+        h("p", { class: "regm-cancel-refund", dataset: { testid: "regm-cancel-refund" } }, line),
+        h("p", { class: "checkin-facts" }, [r.department_name, doctorLine(r), dayText(r.date), r.half_day_label,
+          REG.queueNo(r.queue_no)].filter(Boolean).join("　")),
+        h("div", { class: "reg-result-actions" },
+          h("button", { type: "button", class: "btn btn-primary btn-xl", dataset: { testid: "regm-cancel-finish" },
+            onclick: () => this.app.finish() }, REG.finish), countdown)));
   }
 
   /** The number (the registration flow's result, slip printed); after a swap, where the app's money goes. */
