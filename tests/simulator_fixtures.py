@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,3 +76,14 @@ def serving(container: Container) -> Iterator[str]:
     finally:
         service.stop()
         container.close()
+
+
+def sim_now(sim: httpx.Client) -> dt.datetime:
+    """The HIS simulator's clock (``sim``: its control client)."""
+    return dt.datetime.fromisoformat(sim.get("/__sim__/clock").json()["now"])
+
+
+def advance_to(sim: httpx.Client, moment: dt.datetime) -> None:
+    """Move the HIS simulator's clock forward to ``moment``."""
+    seconds = (moment - sim_now(sim)).total_seconds()
+    sim.post("/__sim__/clock", json={"advance_seconds": seconds}).raise_for_status()

@@ -7,7 +7,6 @@ counted from the menu: a bill is paid in at most three.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 from decimal import Decimal
@@ -20,7 +19,7 @@ from playwright.sync_api import expect
 from medkiosk.simulators.personas import PERSONAS
 from medkiosk.store.models import PaymentOrder
 
-from kiosk_helpers import assert_targets_and_fit, identify, open_kiosk, printed, shoot
+from kiosk_helpers import account_balance, assert_targets_and_fit, identify, open_kiosk, printed, shoot
 
 pytestmark = pytest.mark.browser
 
@@ -72,25 +71,6 @@ def phone_pays(stack, order_no: str, **body) -> None:
     response = httpx.post(f"{stack.payment.url}/__sim__/pay/{order_no}P1", json={"channel": "wechat", **body},
                           timeout=10)
     assert response.status_code == 200, response.text
-
-
-@contextlib.contextmanager
-def account_balance(stack, persona: str, balance: str):
-    """The persona's personal account holds ``balance`` on the insurance platform for a while."""
-    psn_no = PERSONAS[persona].insurance.psn_no
-    people = httpx.get(f"{stack.insurance.url}/__sim__/state/people", timeout=10).json()
-    person = next(p for p in (people.values() if isinstance(people, dict) else people) if p["psn_no"] == psn_no)
-
-    def put(amount: str) -> None:
-        response = httpx.post(f"{stack.insurance.url}/__sim__/data/people", json=[{**person, "balance": amount}],
-                              timeout=10)
-        assert response.status_code == 200, response.text
-
-    put(balance)
-    try:
-        yield
-    finally:
-        put(person["balance"])
 
 
 def pdf_text(path: str) -> str:

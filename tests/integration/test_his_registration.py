@@ -21,7 +21,7 @@ from medkiosk.adapters.his.port import (
 from medkiosk.simulators.his.app import create_app
 from medkiosk.simulators.personas import PERSONAS
 
-from simulator_fixtures import simulator_fixtures
+from simulator_fixtures import advance_to, sim_now, simulator_fixtures
 
 server, sim = simulator_fixtures(create_app, name="his-sim")
 
@@ -35,15 +35,6 @@ CROSS = PERSONAS["cross_province_filed"]
 def his(server, sim):
     with HisHttpAdapter(server.url, timeout=5) as adapter:
         yield adapter
-
-
-def sim_now(sim) -> dt.datetime:
-    return dt.datetime.fromisoformat(sim.get("/__sim__/clock").json()["now"])
-
-
-def advance_to(sim, moment: dt.datetime) -> None:
-    seconds = (moment - sim_now(sim)).total_seconds()
-    sim.post("/__sim__/clock", json={"advance_seconds": seconds}).raise_for_status()
 
 
 def tomorrow_morning(sim, at: dt.time) -> dt.datetime:

@@ -22,7 +22,7 @@ from medkiosk.simulators.payment import PaymentState
 from medkiosk.simulators.payment import create_app as create_payment_app
 from medkiosk.simulators.personas import PERSONAS
 
-from simulator_fixtures import simulator_fixtures
+from simulator_fixtures import advance_to, sim_now, simulator_fixtures
 
 server, sim = simulator_fixtures(create_app, name="his-sim")
 
@@ -36,15 +36,6 @@ MERCHANT = "1900000109"
 def his(server, sim) -> Iterator[HisHttpAdapter]:
     with HisHttpAdapter(server.url, timeout=5) as adapter:
         yield adapter
-
-
-def sim_now(sim) -> dt.datetime:
-    return dt.datetime.fromisoformat(sim.get("/__sim__/clock").json()["now"])
-
-
-def advance_to(sim, moment: dt.datetime) -> None:
-    seconds = (moment - sim_now(sim)).total_seconds()
-    sim.post("/__sim__/clock", json={"advance_seconds": seconds}).raise_for_status()
 
 
 def tomorrow(sim) -> dt.date:

@@ -330,15 +330,9 @@ class RegistrationService:
                                       TO_WINDOW, status=404)
         if row is None:
             row = self._insert(key, "swap", payer, found)
-        try:
-            started = self._his.start_swap(registration_no, idempotency_key=key)
-        except UpstreamRefused as exc:
-            self._set(row.id, state=RegistrationState.REFUSED.value)
-            raise RegistrationRefused(exc.message, TO_WINDOW) from exc
-        except UpstreamError as exc:
-            # Unposted, a swap lapses in the HIS by itself: the registration stays as it was.
-            log.warning("registration.swap_unknown", registration_no=registration_no, error=str(exc))
-            raise RegistrationRefused("暂时无法办理换号，请稍后再试。", TO_WINDOW, status=503) from exc
+        # Unposted, a swap lapses in the HIS by itself: the registration stays as it was.
+        started = self._ask_his(row, lambda: self._his.start_swap(registration_no, idempotency_key=key),
+                                what="swap", unknown="暂时无法办理换号，请稍后再试。")
         row = self._set(row.id, state=RegistrationState.HELD.value, registration_no=registration_no,
                         visit_no=started.swap_visit_no, queue_no=started.queue_no, hold_until=started.swap_hold_until,
                         details={**_details(started), "app_trade_no": started.app_trade_no,
@@ -433,14 +427,8 @@ class RegistrationService:
             return self._replay(device, row)
         if row is None:
             row = self._insert(key, "pick_up", payer, appointment)
-        try:
-            picked = self._his.pick_up_appointment(registration_no, idempotency_key=key)
-        except UpstreamRefused as exc:
-            self._set(row.id, state=RegistrationState.REFUSED.value)
-            raise RegistrationRefused(exc.message, TO_WINDOW) from exc
-        except UpstreamError as exc:
-            log.warning("registration.pick_up_unknown", registration_no=registration_no, error=str(exc))
-            raise RegistrationRefused("暂时无法取号，请稍后再试。", TO_WINDOW, status=503) from exc
+        picked = self._ask_his(row, lambda: self._his.pick_up_appointment(registration_no, idempotency_key=key),
+                               what="pick_up", unknown="暂时无法取号，请稍后再试。")
         if picked.status is RegistrationStatus.REGISTERED:  # paid in the app: nothing to pay here
             row = self._set(row.id, state=RegistrationState.REGISTERED.value, registration_no=picked.registration_no,
                             visit_no=picked.visit_no, queue_no=picked.queue_no,
@@ -449,6 +437,18 @@ class RegistrationService:
                      device_id=device.id)
             return {"registration": self._row_json(row), "payment": None}
         return self._pay_for(device, row.id, picked, mode, payer)
+
+    def _ask_his(self, row: KioskRegistration, call, *, what: str, unknown: str) -> Registration:
+        """Send an attempt's request to the HIS under its key: a refusal ends the attempt (``refused``)
+        and is shown; no answer leaves it as it is, to be asked again under the same key."""
+        try:
+            return call()
+        except UpstreamRefused as exc:
+            self._set(row.id, state=RegistrationState.REFUSED.value)
+            raise RegistrationRefused(exc.message, TO_WINDOW) from exc
+        except UpstreamError as exc:
+            log.warning(f"registration.{what}_unknown", registration_no=row.registration_no, error=str(exc))
+            raise RegistrationRefused(unknown, TO_WINDOW, status=503) from exc
 
     def _replay(self, device: AuthenticatedDevice, row: KioskRegistration) -> dict[str, Any]:
         payment = self._payments.view(device, row.order_no) if row.order_no else None
