@@ -7,9 +7,9 @@
 // its result with the printed slip, and only adds the lists in front of them.
 
 import { api, ApiError } from "./api.js";
-import { h, replaceChildren } from "./dom.js";
-import { formatYuan, REG, REGM, T } from "./messages.js";
-import { RegistrationFlow } from "./registration.js";
+import { h } from "./dom.js";
+import { formatYuan, REG, REGM } from "./messages.js";
+import { heading, problem, RegistrationFlow } from "./registration.js";
 
 const LISTS = new Set(["regm-pickup", "regm-today", "regm-swap", "regm-swap-confirm", "regm-cancel", "regm-cancel-confirm",
   "regm-cancel-done"]);
@@ -22,24 +22,7 @@ const reg = api.registration;
 /** How long the 退号 result stays before the session ends by itself. */
 const CANCEL_DONE_SECONDS = 20;
 
-// Copied from registration.js (not exported there): a focusable title, an in-place refusal box.
-function heading(text) {
-  return h("h1", { class: "screen-title", tabindex: "-1" }, text);
-}
-
-function problem(testid) {
-  const box = h("div", { class: "exam-problem reg-problem", role: "alert", hidden: true, dataset: { testid } });
-  return {
-    node: box,
-    show(message, next) {
-      replaceChildren(box, h("p", { class: "exam-problem-message", dataset: { testid: `${testid}-message` } },
-        message || T.networkError),
-      next ? h("p", { class: "exam-problem-next", dataset: { testid: `${testid}-next` } }, `${T.nextStepLabel}${next}`) : null);
-      box.hidden = false;
-    },
-  };
-}
-
+// A day and a doctor as the lists show them.
 function dayText(date) {
   return date ? `${Number(date.slice(5, 7))}月${Number(date.slice(8, 10))}日` : "";
 }

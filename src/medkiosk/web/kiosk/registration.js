@@ -25,7 +25,7 @@ const RESULT_SECONDS = 12;       // the number stays this long, then the session
 const GHOST_TAP_MS = 400;        // 确认挂号 wakes up after this: a double tap on a half-day cannot confirm
 const reg = api.registration;
 
-function heading(text) {
+export function heading(text) {
   return h("h1", { class: "screen-title", tabindex: "-1" }, text);
 }
 
@@ -35,7 +35,7 @@ function loading(text) {
     h("p", { class: "waiting", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), text));
 }
 
-function problem(testid) {
+export function problem(testid) {
   const box = h("div", { class: "exam-problem reg-problem", role: "alert", hidden: true, dataset: { testid } });
   return {
     node: box,
